@@ -1,0 +1,417 @@
+"""The TCT-ColBERT student: one BERT shared by queries and passages, mean pooling, dot-product similarity.
+
+Embedding of a tokenized text with attention mask ``m`` and hidden states ``h`` (``s = config.pooling_start``)::
+
+    e = sum_{t >= s} m_t * h_t / sum_{t >= s} m_t          (no normalization; score(q, p) = e_q . e_p)
+
+With the default config this is exactly Pyserini's TCT-ColBERT encoder (see ``configuration_tct.py``), so the
+castorini/tct_colbert-* checkpoints (plain ``BertModel`` / ``BertForPreTraining`` weights) load and give
+Pyserini's vectors. ``save_pretrained`` also writes the sentence-transformers files, so a saved student loads
+with ``SentenceTransformer(dir)`` (no remote code) and gives the same vectors with ``encode_query`` /
+``encode_document``.
+
+Example:
+    >>> model = TCTModel.from_pretrained("castorini/tct_colbert-v2-hnp-msmarco")  # doctest: +SKIP
+    >>> q = model.encode_queries(["what is the boiling point of water"])  # (1, 768) float32
+    >>> p = model.encode_passages(["Water boils at 100 C."], titles=["Water"])
+    >>> scores = q @ p.T
+
+This file imports only torch, transformers and the standard library (it travels with checkpoints).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, BertModel, BertPreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import ModelOutput
+from transformers.tokenization_utils_base import BatchEncoding
+from transformers.utils import logging
+
+from .configuration_tct import TCTConfig, _check_texts
+
+logger = logging.get_logger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+@dataclass
+class TCTOutput(ModelOutput):
+    """Output of `TCTModel.forward`.
+
+    Args:
+        embeddings (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): pooled text embeddings.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`): BERT output.
+    """
+
+    embeddings: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+
+
+class TCTModel(BertPreTrainedModel):
+    """BERT bi-encoder with TCT-ColBERT's input conventions (Pyserini's encoders by default).
+
+    The backbone lives in ``self.bert`` (a full ``BertModel``, pooler included but frozen and unused, so that
+    saved students are complete ``BertModel`` checkpoints and DDP sees no unused trainable parameter).
+    ``model.tokenizer`` is attached by ``from_pretrained`` when the checkpoint ships one; assign it yourself
+    otherwise (``model.tokenizer = AutoTokenizer.from_pretrained(...)``).
+
+    Example:
+        >>> config = TCTConfig(vocab_size=219, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+        >>> model = TCTModel(config)
+        >>> model.tokenizer = tokenizer  # doctest: +SKIP
+        >>> model.encode_queries(["heat of water"]).shape  # doctest: +SKIP
+        (1, 32)
+    """
+
+    config_class = TCTConfig
+    config: TCTConfig
+    # castorini/tct_colbert-msmarco ships BERT's pre-training heads: they are not part of the student.
+    _keys_to_ignore_on_load_unexpected = [r"^cls\.", r"(^|\.)cls\."]
+
+    def __init__(self, config: TCTConfig):
+        if not isinstance(config, TCTConfig):
+            # A plain BertConfig (e.g. a Pyserini checkpoint read by AutoConfig): keep its fields, add our defaults.
+            config = TCTConfig.from_dict(config.to_dict())
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=True)
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.post_init()
+        self.bert.pooler.requires_grad_(False)
+
+    # ------------------------------------------------------------------ loading and saving
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        **kwargs,
+    ) -> TCTModel:
+        """Load a student from our checkpoints or from plain ``BertModel`` / ``BertForPreTraining`` ones.
+
+        safetensors only; float32 unless ``dtype=`` says otherwise. The tokenizer of the directory (or Hub
+        repository) is attached as ``model.tokenizer`` unless ``tokenizer`` is given.
+        """
+        _check_checkpoint_directory(pretrained_model_name_or_path)
+        kwargs.setdefault("dtype", torch.float32)
+        kwargs.setdefault("use_safetensors", True)
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model.bert.pooler.requires_grad_(False)
+        model.tokenizer = (
+            tokenizer if tokenizer is not None else _load_tokenizer(pretrained_model_name_or_path, kwargs)
+        )
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """Save weights (safetensors), config with ``auto_map``, the code, the tokenizer and the
+        sentence-transformers files (``modules.json``, ``sentence_bert_config.json``,
+        ``config_sentence_transformers.json``, ``1_Pooling/config.json``)."""
+        if kwargs.get("safe_serialization") is False:
+            raise ValueError("TCTModel saves safetensors only: drop safe_serialization=False.")
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(save_directory))
+        write_sentence_transformers_files(self.config, save_directory, tokenizer=self.tokenizer)
+
+    # ------------------------------------------------------------------ tokenization
+
+    def _require_tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer is None:
+            raise ValueError(
+                "TCTModel has no tokenizer: load the model with from_pretrained(dir) from a directory that has "
+                "tokenizer files, or set model.tokenizer = AutoTokenizer.from_pretrained(...)."
+            )
+        return self.tokenizer
+
+    def tokenize_queries(self, texts: list[str], max_length: int | None = None) -> BatchEncoding:
+        """Tokenize ``prefix + query + [MASK] * L`` truncated to ``L = max_length or config.query_max_length``
+        tokens (prefix included), without added special tokens. Returns tensors."""
+        length = _check_length(max_length, self.config.query_max_length, self.config.pooling_start, "max_length")
+        return self._tokenize(self._format_queries(texts, length), length)
+
+    def tokenize_passages(
+        self, texts: list[str], titles: list[str] | None = None, max_length: int | None = None
+    ) -> BatchEncoding:
+        """Tokenize ``prefix + [title + " "] + text`` truncated to ``max_length or config.passage_max_length``
+        tokens (prefix included), padded to the longest, without added special tokens. Returns tensors."""
+        length = _check_length(max_length, self.config.passage_max_length, self.config.pooling_start, "max_length")
+        return self._tokenize(self.config.format_passages(texts, titles), length)
+
+    def _format_queries(self, texts: list[str], length: int) -> list[str]:
+        _check_texts(texts, "queries")
+        augmentation = self.config.query_augment_token * length
+        return [f"{self.config.query_prefix}{text}{augmentation}" for text in texts]
+
+    def _tokenize(self, formatted: list[str], length: int) -> BatchEncoding:
+        return self._require_tokenizer()(
+            formatted,
+            max_length=length,
+            truncation=True,
+            padding="longest",
+            add_special_tokens=False,
+            return_tensors="pt",
+        )
+
+    # ------------------------------------------------------------------ forward
+
+    def pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Masked mean of ``last_hidden_state[:, pooling_start:]`` (fp32 sums), L2-normalized if ``config.normalize``.
+
+        Raises ValueError for a row with no token left to pool (it would otherwise be NaN or a zero vector).
+        """
+        start = self.config.pooling_start
+        hidden = last_hidden_state[:, start:]
+        mask = attention_mask[:, start:].to(torch.float32).unsqueeze(-1)
+        counts = mask.sum(dim=1)
+        if bool((counts == 0).any()):
+            rows = torch.nonzero(counts.squeeze(-1) == 0).flatten().tolist()
+            raise ValueError(
+                f"rows {rows} have no token after the first {start} (prefix) positions: the text is empty after "
+                "tokenization. Remove such texts or give them real content."
+            )
+        embeddings = (hidden.to(torch.float32) * mask).sum(dim=1) / counts
+        if self.config.normalize:
+            embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
+        return embeddings.to(last_hidden_state.dtype)
+
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Embeddings ``[B, H]`` of already tokenized texts (queries or passages alike)."""
+        return self.forward(input_ids, attention_mask, token_type_ids).embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TCTOutput | tuple[torch.Tensor, torch.Tensor]:
+        """Run BERT and pool: returns ``TCTOutput(embeddings[B, H], last_hidden_state[B, L, H])``."""
+        if attention_mask is None:
+            raise ValueError("TCTModel.forward needs attention_mask (padding must be excluded from the mean).")
+        outputs = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        last_hidden_state = outputs.last_hidden_state
+        embeddings = self.pool(last_hidden_state, attention_mask)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return embeddings, last_hidden_state
+        return TCTOutput(embeddings=embeddings, last_hidden_state=last_hidden_state)
+
+    # ------------------------------------------------------------------ inference helpers
+
+    def encode_queries(
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        max_length: int | None = None,
+        dtype: torch.dtype | str | None = None,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Embed queries: float32 array ``[len(texts), hidden_size]`` in input order."""
+        length = _check_length(max_length, self.config.query_max_length, self.config.pooling_start, "max_length")
+        return self._encode(
+            self._format_queries(texts, length), length, batch_size, dtype, show_progress_bar, "queries"
+        )
+
+    def encode_passages(
+        self,
+        texts: list[str],
+        titles: list[str] | None = None,
+        batch_size: int = 64,
+        max_length: int | None = None,
+        dtype: torch.dtype | str | None = None,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Embed passages (with optional titles): float32 array ``[len(texts), hidden_size]`` in input order."""
+        length = _check_length(max_length, self.config.passage_max_length, self.config.pooling_start, "max_length")
+        formatted = self.config.format_passages(texts, titles)
+        return self._encode(formatted, length, batch_size, dtype, show_progress_bar, "passages")
+
+    def _encode(
+        self, texts: list[str], length: int, batch_size: int, dtype, show_progress_bar: bool, what: str
+    ) -> np.ndarray:
+        """Embed formatted texts in batches of similar length (longest first), then restore the input order."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        if not texts:
+            return np.zeros((0, self.config.hidden_size), dtype=np.float32)
+        device = self.device
+        autocast = _autocast_context(dtype, device)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        output = np.empty((len(texts), self.config.hidden_size), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        try:
+            starts = range(0, len(texts), batch_size)
+            if show_progress_bar:
+                starts = logging.tqdm(starts, desc=f"Encoding {what}", unit="batch")
+            with torch.inference_mode(), autocast:
+                for start in starts:
+                    indices = order[start : start + batch_size]
+                    batch = self._tokenize([texts[i] for i in indices], length).to(device)
+                    embeddings = self.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+                    output[indices] = embeddings.float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return output
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_length(value: int | None, default: int, pooling_start: int, name: str) -> int:
+    length = default if value is None else value
+    if not isinstance(length, int) or isinstance(length, bool) or length <= pooling_start:
+        raise ValueError(f"{name} must be an int larger than pooling_start={pooling_start}, got {length!r}.")
+    return length
+
+
+def _autocast_context(dtype: torch.dtype | str | None, device: torch.device):
+    """No-op for None/float32; fp16 or bf16 autocast on CUDA; bf16 autocast on CPU; fp16 on CPU is refused."""
+    names = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if isinstance(dtype, str):
+        if dtype not in names and dtype not in ("fp32", "float32"):
+            raise ValueError(f"dtype must be one of fp32, fp16, bf16 (or a torch dtype), got {dtype!r}.")
+        dtype = names.get(dtype, torch.float32)
+    if dtype is None or dtype == torch.float32:
+        return torch.autocast(device_type=device.type, enabled=False)
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float16 or torch.bfloat16 for autocast, got {dtype!r}.")
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ValueError("fp16 autocast needs a GPU: use dtype=torch.bfloat16 (or None) on CPU.")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _check_checkpoint_directory(path: str | os.PathLike) -> None:
+    """For a local directory, raise OSError unless it holds config.json and safetensors weights."""
+    directory = Path(path)
+    if not directory.exists():
+        text = str(path)
+        if text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text:
+            raise OSError(f"{path} does not exist: give a checkpoint directory or a Hub repository id.")
+        return  # a Hub repository id ("owner/name"): transformers resolves it
+    if not directory.is_dir():
+        raise OSError(f"{path} is a file, not a checkpoint directory.")
+    if not (directory / "config.json").is_file():
+        raise OSError(f"{path} is not a checkpoint directory: it has no config.json.")
+    if not any((directory / name).is_file() for name in WEIGHT_FILES):
+        if (directory / "pytorch_model.bin").is_file():
+            raise OSError(
+                f"{path} has only pytorch_model.bin: tct_hf loads safetensors only. Convert it once with "
+                "BertModel.from_pretrained(path, use_safetensors=False).save_pretrained(new_path)."
+            )
+        raise OSError(f"{path} is not a checkpoint directory: it has no model.safetensors.")
+
+
+def _load_tokenizer(path: str | os.PathLike, kwargs: dict) -> PreTrainedTokenizerBase | None:
+    """The tokenizer saved with the checkpoint, or None when a local directory has no tokenizer files."""
+    directory = Path(path)
+    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+    return AutoTokenizer.from_pretrained(str(path), **hub_kwargs)
+
+
+def _atomic_write_json(path: Path, content: dict | list) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as handle:
+        json.dump(content, handle, indent=2)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
+def _installed_versions() -> dict[str, str]:
+    versions = {}
+    for label, distribution in (
+        ("sentence_transformers", "sentence-transformers"),
+        ("transformers", "transformers"),
+        ("pytorch", "torch"),
+    ):
+        try:
+            versions[label] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed: the key is optional in config_sentence_transformers.json
+    return versions
+
+
+def write_sentence_transformers_files(
+    config: TCTConfig, directory: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None
+) -> None:
+    """Write the sentence-transformers 6 files that express the student with stock modules only.
+
+    ``Transformer(processing_kwargs={"text": {"add_special_tokens": False}}, query_expansion={"strategy": "fixed",
+    "attend": True, "token": <augment token>, "length": query_max_length}, document_length=passage_max_length)``,
+    ``Pooling(hidden_size, "mean", include_prompt=False)`` (drops the prompt's tokens = ``pooling_start``),
+    ``[Normalize()]`` when ``config.normalize``, prompts ``{"query": query_prefix, "document": passage_prefix}``,
+    ``similarity_fn_name = "dot"`` (``"cosine"`` when normalized).
+    """
+    if tokenizer is not None:
+        for name in ("query_prefix", "passage_prefix"):
+            prefix = getattr(config, name)
+            n_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+            if n_tokens != config.pooling_start:
+                raise ValueError(
+                    f"config.{name}={prefix!r} has {n_tokens} tokens but pooling_start={config.pooling_start}: "
+                    "sentence-transformers drops exactly the prompt's tokens, so its vectors would differ. "
+                    "Set pooling_start to the prefix's token count."
+                )
+    directory = Path(directory)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+        },
+    ]
+    if config.normalize:
+        modules.append(
+            {
+                "idx": 2,
+                "name": "2",
+                "path": "2_Normalize",
+                "type": "sentence_transformers.base.modules.normalize.Normalize",
+            }
+        )
+    transformer_config = {
+        "transformer_task": "feature-extraction",
+        "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        "module_output_name": "token_embeddings",
+        "processing_kwargs": {"text": {"add_special_tokens": False}},
+        "document_length": config.passage_max_length,
+        "query_expansion": {
+            "strategy": "fixed",
+            "attend": True,
+            "token": config.query_augment_token,
+            "length": config.query_max_length,
+        },
+    }
+    model_config = {
+        "__version__": _installed_versions(),
+        "model_type": "SentenceTransformer",
+        "prompts": {"query": config.query_prefix, "document": config.passage_prefix},
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine" if config.normalize else "dot",
+    }
+    pooling_config = {"embedding_dimension": config.hidden_size, "pooling_mode": "mean", "include_prompt": False}
+    _atomic_write_json(directory / "sentence_bert_config.json", transformer_config)
+    _atomic_write_json(directory / "config_sentence_transformers.json", model_config)
+    _atomic_write_json(directory / "1_Pooling" / "config.json", pooling_config)
+    if config.normalize:
+        _atomic_write_json(directory / "2_Normalize" / "config.json", {})
+    _atomic_write_json(directory / "modules.json", modules)
