@@ -1,0 +1,354 @@
+"""Dense faiss indexes: build, save atomically, load with validation, merge shards, optional GPU.
+
+An index folder holds three files:
+
+- ``index.faiss``: the faiss index (always written from a CPU copy);
+- ``docids.txt``: one docid per line, line ``i`` = faiss id ``i``;
+- ``metadata.json``: ``{"format_version", "dim", "count", "kind", "metric", "model_name", "extra"}``.
+
+Kinds (all inner product, the similarity TCT-ColBERT is trained for):
+
+- ``"flat"``: ``IndexFlatIP``, exact brute force (the paper's search; default);
+- ``"fp16"``: ``IndexScalarQuantizer(d, QT_fp16, METRIC_INNER_PRODUCT)``, half the memory, near-exact;
+- ``"hnsw"``: ``IndexHNSWFlat(d, hnsw_m, METRIC_INNER_PRODUCT)``, approximate graph search.
+
+Saving writes into a temporary folder next to the target, then renames it into place, so a crash never leaves
+a loadable half index and an existing index at the target survives until the new one is complete.
+
+Example:
+    >>> import numpy as np
+    >>> index = build_index(np.eye(3, dtype="float32"), ["a", "b", "c"], model_name="my-student")
+    >>> index.count, index.dim, index.kind
+    (3, 3, 'flat')
+    >>> save_index(index, "my_index")  # doctest: +SKIP
+    >>> load_index("my_index", expected_dim=3).docids  # doctest: +SKIP
+    ['a', 'b', 'c']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+DOCIDS_FILE = "docids.txt"
+METADATA_FILE = "metadata.json"
+KINDS = ("flat", "fp16", "hnsw")
+
+__all__ = [
+    "DenseIndex",
+    "IndexFormatError",
+    "KINDS",
+    "build_index",
+    "load_index",
+    "merge_index_shards",
+    "save_index",
+]
+
+
+class IndexFormatError(ValueError):
+    """An index folder that is missing files or whose files disagree; the message names the folder and the fix."""
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError("faiss is not installed. Fix: pip install 'tct_hf[faiss]' (or 'tct_hf[gpu]').") from error
+    return faiss
+
+
+@dataclass
+class DenseIndex:
+    """A faiss index and the docids of its rows.
+
+    Attributes:
+        faiss_index: the faiss index (row ``i`` is ``docids[i]``); may live on GPU after :meth:`to_gpu`.
+        docids: document ids in faiss id order.
+        kind: ``"flat"``, ``"fp16"`` or ``"hnsw"``.
+        model_name: the encoder that produced the vectors (checked by users against their query encoder).
+        metric: always ``"ip"`` (inner product).
+        extra: free-form JSON metadata (e.g. ``{"shard": [0, 2]}`` written by sharded encoding).
+    """
+
+    faiss_index: Any
+    docids: list[str]
+    kind: str = "flat"
+    model_name: str | None = None
+    metric: str = "ip"
+    extra: dict = field(default_factory=dict)
+    on_gpu: bool = False
+
+    @property
+    def dim(self) -> int:
+        return int(self.faiss_index.d)
+
+    @property
+    def count(self) -> int:
+        return len(self.docids)
+
+    def metadata(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "dim": self.dim,
+            "count": self.count,
+            "kind": self.kind,
+            "metric": self.metric,
+            "model_name": self.model_name,
+            "extra": self.extra,
+        }
+
+    def check_query_dim(self, dim: int) -> None:
+        """Raise a clear error when query vectors do not match the index (another model's index)."""
+        if dim != self.dim:
+            raise ValueError(
+                f"query vectors have dimension {dim} but the index (model {self.model_name!r}) has dimension "
+                f"{self.dim}. Fix: encode the queries with the model that built the index."
+            )
+
+    def to_gpu(self) -> DenseIndex:
+        """Move the index to all visible GPUs (sharded over them). HNSW stays on CPU (faiss has no GPU HNSW)."""
+        faiss = _faiss()
+        num_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+        if num_gpus == 0:
+            raise RuntimeError("use_gpu=True but faiss sees no GPU. Fix: pip install 'tct_hf[gpu]' on a GPU machine.")
+        if self.kind == "hnsw":
+            raise ValueError("faiss has no GPU HNSW. Fix: use kind='flat' or 'fp16' with use_gpu=True.")
+        if self.on_gpu:
+            return self
+        options = faiss.GpuMultipleClonerOptions()
+        options.shard = True
+        options.useFloat16 = self.kind == "fp16"
+        gpu_index = faiss.index_cpu_to_all_gpus(self.faiss_index, co=options)
+        return DenseIndex(gpu_index, self.docids, self.kind, self.model_name, self.metric, dict(self.extra), True)
+
+    def cpu_index(self):
+        """The faiss index on CPU (a copy when it lives on GPU)."""
+        return _faiss().index_gpu_to_cpu(self.faiss_index) if self.on_gpu else self.faiss_index
+
+
+def _check_docids(docids: Sequence[str], where: str) -> list[str]:
+    docids = [str(docid) for docid in docids]
+    seen: set[str] = set()
+    for position, docid in enumerate(docids):
+        if not docid or any(character.isspace() for character in docid):
+            raise ValueError(
+                f"{where}: docid {docid!r} at position {position} is empty or contains whitespace. "
+                "Fix: use ids without spaces, tabs or newlines."
+            )
+        if docid in seen:
+            raise ValueError(f"{where}: duplicate docid {docid!r} at position {position}. Fix: make docids unique.")
+        seen.add(docid)
+    return docids
+
+
+def _empty_faiss_index(dim: int, kind: str, hnsw_m: int, hnsw_ef_construction: int, hnsw_ef_search: int):
+    faiss = _faiss()
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "fp16":
+        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = hnsw_ef_construction
+        index.hnsw.efSearch = hnsw_ef_search
+        return index
+    raise ValueError(f"unknown index kind {kind!r}. Fix: use one of {KINDS}.")
+
+
+def build_index(
+    embeddings: np.ndarray,
+    docids: Sequence[str],
+    kind: str = "flat",
+    metric: str = "ip",
+    model_name: str | None = None,
+    hnsw_m: int = 32,
+    hnsw_ef_construction: int = 200,
+    hnsw_ef_search: int = 256,
+    use_gpu: bool = False,
+    extra: dict | None = None,
+) -> DenseIndex:
+    """Build an inner-product index over ``embeddings[i]`` ↔ ``docids[i]``.
+
+    Args:
+        embeddings: ``[N, dim]`` float array (converted to contiguous float32; must be finite).
+        docids: ``N`` unique ids without whitespace.
+        kind: ``"flat"`` (exact, default), ``"fp16"`` (scalar-quantized half precision) or ``"hnsw"``.
+        metric: only ``"ip"`` (inner product, TCT-ColBERT's similarity).
+        model_name: stored in the metadata to tie the index to its encoder.
+        hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree and beam widths.
+        use_gpu: move the index to all GPUs (needs faiss-gpu).
+        extra: JSON-serialisable metadata kept with the index.
+    """
+    if metric != "ip":
+        raise ValueError(f"metric {metric!r} is not supported. Fix: use metric='ip' (inner product).")
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}. Fix: use one of {KINDS}.")
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2 or embeddings.shape[0] == 0 or embeddings.shape[1] == 0:
+        raise ValueError(
+            f"embeddings must be a non-empty [N, dim] array, got shape {embeddings.shape}. "
+            "Fix: encode at least one passage."
+        )
+    if len(docids) != embeddings.shape[0]:
+        raise ValueError(f"{len(docids)} docids for {embeddings.shape[0]} embeddings. Fix: pass one docid per row.")
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if not np.isfinite(embeddings).all():
+        raise ValueError("embeddings contain NaN or infinity. Fix: check the encoder (e.g. fp16 overflow).")
+    docids = _check_docids(docids, "build_index")
+    faiss_index = _empty_faiss_index(embeddings.shape[1], kind, hnsw_m, hnsw_ef_construction, hnsw_ef_search)
+    faiss_index.add(embeddings)
+    index = DenseIndex(faiss_index, docids, kind, model_name, metric, dict(extra or {}))
+    return index.to_gpu() if use_gpu else index
+
+
+def save_index(index: DenseIndex, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``index`` to ``directory`` atomically; returns the directory.
+
+    The files go into a temporary sibling folder that is renamed to ``directory`` only once complete. With
+    ``overwrite=True`` an existing index is replaced (it stays intact if writing the new one fails).
+    """
+    faiss = _faiss()
+    directory = Path(directory)
+    if directory.exists() and not overwrite:
+        raise FileExistsError(f"{directory} already exists. Fix: choose another folder or pass overwrite=True.")
+    if index.count != index.faiss_index.ntotal:
+        raise ValueError(f"index has {index.faiss_index.ntotal} vectors but {index.count} docids")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        faiss.write_index(index.cpu_index(), str(temporary / INDEX_FILE))
+        (temporary / DOCIDS_FILE).write_text("".join(f"{docid}\n" for docid in index.docids), encoding="utf-8")
+        (temporary / METADATA_FILE).write_text(json.dumps(index.metadata(), indent=2) + "\n", encoding="utf-8")
+        if directory.exists():
+            retired = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
+            os.replace(directory, retired)
+            os.replace(temporary, directory)
+            shutil.rmtree(retired)
+        else:
+            os.replace(temporary, directory)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return directory
+
+
+def _read_metadata(directory: Path) -> dict:
+    for name in (METADATA_FILE, DOCIDS_FILE, INDEX_FILE):
+        if not (directory / name).is_file():
+            raise IndexFormatError(
+                f"{directory}: missing {name}. Fix: rebuild the index (save_index / tct-hf encode)."
+            )
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise IndexFormatError(
+            f"{directory / METADATA_FILE}: not valid JSON ({error}). Fix: rebuild the index."
+        ) from error
+    missing = [key for key in ("format_version", "dim", "count", "kind") if key not in metadata]
+    if missing:
+        raise IndexFormatError(f"{directory / METADATA_FILE}: missing keys {missing}. Fix: rebuild the index.")
+    if metadata["format_version"] > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{directory}: index format {metadata['format_version']} is newer than this tct_hf "
+            f"reads ({FORMAT_VERSION}). Fix: upgrade tct_hf."
+        )
+    return metadata
+
+
+def load_index(directory: str | os.PathLike, expected_dim: int | None = None, use_gpu: bool = False) -> DenseIndex:
+    """Load an index folder written by :func:`save_index`, checking that its three files agree.
+
+    Args:
+        directory: the index folder.
+        expected_dim: if given, the query dimension; a mismatch raises a clear error.
+        use_gpu: move the index to all GPUs (needs faiss-gpu).
+    """
+    faiss = _faiss()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such index folder. Fix: build it with save_index / tct-hf encode.")
+    metadata = _read_metadata(directory)
+    lines = (directory / DOCIDS_FILE).read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    docids = _check_docids(lines, str(directory / DOCIDS_FILE))
+    faiss_index = faiss.read_index(str(directory / INDEX_FILE))
+    counts = {"metadata.json": metadata["count"], "docids.txt": len(docids), "index.faiss": faiss_index.ntotal}
+    if len(set(counts.values())) != 1:
+        raise IndexFormatError(f"{directory}: document counts disagree {counts}. Fix: rebuild the index.")
+    if metadata["dim"] != faiss_index.d:
+        raise IndexFormatError(
+            f"{directory}: metadata dim {metadata['dim']} but index.faiss has {faiss_index.d}. Fix: rebuild the index."
+        )
+    index = DenseIndex(
+        faiss_index,
+        docids,
+        metadata["kind"],
+        metadata.get("model_name"),
+        metadata.get("metric", "ip"),
+        metadata.get("extra") or {},
+    )
+    if expected_dim is not None:
+        index.check_query_dim(expected_dim)
+    return index.to_gpu() if use_gpu else index
+
+
+def merge_index_shards(
+    shard_directories: Sequence[str | os.PathLike], output_directory: str | os.PathLike, overwrite: bool = False
+) -> DenseIndex:
+    """Merge index shards (e.g. written by ``--shard I/N`` processes) into one index saved at ``output_directory``.
+
+    Shards are concatenated in shard order: by ``extra["shard"] = [i, n]`` when every shard has it (all ``n``
+    shards must then be present exactly once), else in the order given. All shards must share dim, kind, metric
+    and model; docids must be unique across shards. Flat and fp16 shards are merged code-for-code (no re-encoding
+    loss); HNSW shards are rebuilt from their stored vectors.
+    """
+    faiss = _faiss()
+    if not shard_directories:
+        raise ValueError("no shard to merge. Fix: pass the shard index folders.")
+    shards = [load_index(directory) for directory in shard_directories]
+    labels = [shard.extra.get("shard") for shard in shards]
+    if all(label is not None for label in labels):
+        totals = {label[1] for label in labels}
+        positions = sorted(label[0] for label in labels)
+        if len(totals) != 1 or positions != list(range(totals.pop())):
+            raise ValueError(f"shard labels {labels} do not cover 0..N-1 exactly once. Fix: pass every shard once.")
+        order = sorted(range(len(shards)), key=lambda i: labels[i][0])
+        shards = [shards[i] for i in order]
+        shard_directories = [shard_directories[i] for i in order]
+    first = shards[0]
+    for directory, shard in zip(shard_directories, shards):
+        for attribute in ("dim", "kind", "metric", "model_name"):
+            if getattr(shard, attribute) != getattr(first, attribute):
+                raise ValueError(
+                    f"{directory}: {attribute} {getattr(shard, attribute)!r} differs from the first "
+                    f"shard's {getattr(first, attribute)!r}. Fix: merge shards of one encoding run."
+                )
+    docids = _check_docids([docid for shard in shards for docid in shard.docids], "merge_index_shards")
+    if first.kind == "hnsw":
+        hnsw = faiss.downcast_index(first.faiss_index)
+        merged = _empty_faiss_index(
+            first.dim, "hnsw", hnsw.hnsw.nb_neighbors(1), hnsw.hnsw.efConstruction, hnsw.hnsw.efSearch
+        )
+        for shard in shards:
+            merged.add(shard.faiss_index.reconstruct_n(0, shard.count))
+    else:
+        merged = faiss.clone_index(first.faiss_index)
+        for shard in shards[1:]:
+            merged.merge_from(shard.faiss_index)
+    extra = {key: value for key, value in first.extra.items() if key != "shard"}
+    extra["merged_from"] = len(shards)
+    index = DenseIndex(merged, docids, first.kind, first.model_name, first.metric, extra)
+    save_index(index, output_directory, overwrite=overwrite)
+    return index

@@ -1,0 +1,116 @@
+"""Top-k inner-product search over a :class:`~tct_hf.retrieval.index.DenseIndex` with deterministic ties.
+
+Ranking: score descending, ties broken by docid ascending (the package convention, see ``run_files``). faiss
+returns tied documents in an arbitrary order and may cut a group of equal scores at position ``k``; for queries
+whose ``k``-th score equals the last score fetched, the search is repeated deeper until the tie group is complete,
+so the top ``k`` is the same whatever the batch or the faiss version (exact for flat/fp16 indexes; HNSW is
+approximate anyway). Work per batch is numpy over ``[batch, k]`` arrays; Python dicts are only built at the end.
+
+Example:
+    >>> import numpy as np
+    >>> from tct_hf.retrieval.index import build_index
+    >>> index = build_index(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype="float32"), ["c", "b", "a"])
+    >>> search(index, np.array([[1.0, 0.0]], dtype="float32"), ["q1"], k=2)
+    {'q1': {'a': 1.0, 'c': 1.0}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .index import DenseIndex
+from .run_files import Run
+
+__all__ = ["search", "search_arrays"]
+
+
+def _docid_ranks(docids: list[str]) -> np.ndarray:
+    """``ranks[i]`` = position of ``docids[i]`` in ascending string order (int tie-breaker for faiss ids)."""
+    order = np.argsort(np.array(docids, dtype=str), kind="stable")
+    ranks = np.empty(len(docids), dtype=np.int64)
+    ranks[order] = np.arange(len(docids))
+    return ranks
+
+
+def _search_batch(index: DenseIndex, queries: np.ndarray, k: int, docid_ranks: np.ndarray):
+    """Top-``k`` ``(scores, ids)`` for one batch, ties by docid ascending; ids ``-1`` pad missing results."""
+    total = index.count
+    depth = min(total, k + max(8, k // 8))
+    scores, ids = index.faiss_index.search(queries, depth)
+    while depth < total:
+        # A query needs a deeper search when its k-th score ties the last score fetched (the group may go on).
+        needs_more = (ids[:, -1] >= 0) & (scores[:, -1] == scores[:, k - 1])
+        if not needs_more.any():
+            break
+        depth = min(total, depth * 2)
+        deeper_scores, deeper_ids = index.faiss_index.search(np.ascontiguousarray(queries[needs_more]), depth)
+        padded_scores = np.full((len(queries), depth), -np.inf, dtype=scores.dtype)
+        padded_ids = np.full((len(queries), depth), -1, dtype=ids.dtype)
+        padded_scores[:, : scores.shape[1]] = scores
+        padded_ids[:, : ids.shape[1]] = ids
+        padded_scores[needs_more], padded_ids[needs_more] = deeper_scores, deeper_ids
+        padded_scores[~needs_more, scores.shape[1] :] = -np.inf
+        scores, ids = padded_scores, padded_ids
+    valid = ids >= 0
+    safe_scores = np.where(valid, scores, -np.inf)
+    tie_keys = np.where(valid, docid_ranks[np.where(valid, ids, 0)], np.iinfo(np.int64).max)
+    order = np.lexsort((tie_keys, -safe_scores.astype(np.float64)), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def search_arrays(
+    index: DenseIndex, query_embeddings: np.ndarray, k: int = 1000, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` as arrays: ``scores [Q, k']`` float32 and faiss ids ``[Q, k']`` (``k' = min(k, N)``, ``-1`` = none).
+
+    Rows are sorted by score descending, ties by docid ascending. Map ids to docids with ``index.docids``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    queries = np.asarray(query_embeddings)
+    if queries.ndim != 2:
+        raise ValueError(f"query embeddings must be a [Q, dim] array, got shape {queries.shape}")
+    index.check_query_dim(queries.shape[1])
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if not np.isfinite(queries).all():
+        raise ValueError("query embeddings contain NaN or infinity. Fix: check the query encoder.")
+    k = min(k, index.count)
+    docid_ranks = _docid_ranks(index.docids)
+    all_scores = np.empty((len(queries), k), dtype=np.float32)
+    all_ids = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), batch_size):
+        batch = queries[start : start + batch_size]
+        all_scores[start : start + len(batch)], all_ids[start : start + len(batch)] = _search_batch(
+            index, batch, k, docid_ranks
+        )
+    return all_scores, all_ids
+
+
+def search(
+    index: DenseIndex, query_embeddings: np.ndarray, qids: Sequence[str], k: int = 1000, batch_size: int = 1024
+) -> Run:
+    """Search ``index`` with one vector per query; returns ``{qid: {docid: score}}`` in ranked order.
+
+    Args:
+        index: a :class:`DenseIndex` (flat, fp16 or hnsw; CPU or GPU).
+        query_embeddings: ``[Q, dim]`` float array, row ``i`` for ``qids[i]``.
+        qids: unique query ids.
+        k: results per query (cut to the corpus size when larger).
+        batch_size: queries per faiss call.
+    """
+    qids = [str(qid) for qid in qids]
+    if len(qids) != len(query_embeddings):
+        raise ValueError(f"{len(qids)} qids for {len(query_embeddings)} query embeddings. Fix: one qid per row.")
+    if len(set(qids)) != len(qids):
+        raise ValueError("duplicate query ids. Fix: give each query a unique id.")
+    scores, ids = search_arrays(index, query_embeddings, k=k, batch_size=batch_size)
+    docids = np.array(index.docids, dtype=object)
+    run: Run = {}
+    for qid, row_scores, row_ids in zip(qids, scores, ids):
+        valid = row_ids >= 0
+        run[qid] = dict(zip(docids[row_ids[valid]].tolist(), row_scores[valid].tolist()))
+    return run
