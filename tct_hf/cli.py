@@ -1,0 +1,428 @@
+"""`tct-hf`: the command line over `tct_hf.retrieval` and `tct_hf.evaluation` (a thin layer, no logic of its own).
+
+Subcommands (each has ``--help``)::
+
+    tct-hf encode --model M --corpus collection.tsv --output INDEX_DIR [--batch-size N] [--max-length L]
+                  [--dtype float32|float16|bfloat16] [--shard I/N] [--index-type flat|fp16|hnsw]
+    tct-hf merge-index --index INDEX_DIR             # merge INDEX_DIR/shard-*-of-N written by --shard runs
+    tct-hf search --model M --index INDEX_DIR --queries queries.tsv --output run.trec [--k 1000]
+    tct-hf bm25 --corpus collection.tsv --queries queries.tsv --output run.trec [--k 1000] [--k1 0.9] [--b 0.4]
+    tct-hf fuse --dense run.trec --sparse run.trec --alpha A --output fused.trec [--k 1000] [--normalize]
+                [--weight-on-dense]
+    tct-hf evaluate --run run.trec --qrels qrels.txt [--metrics RR@10 R@1000 nDCG@10] [--per-query]
+    tct-hf mine-negatives --model M --index INDEX_DIR --queries queries.tsv --qrels qrels.txt
+                          --corpus collection.tsv --output DIR [--depth 200] [--num-negatives N] [--seed S]
+
+Conventions:
+
+- Bad input (missing file, malformed line, dimension mismatch, bad option value) exits with status 2 and prints one
+  line ``tct-hf <command>: error: <reason>`` on stderr, no traceback (set ``TCT_HF_DEBUG=1`` to see it). Other
+  failures exit with status 1, also in one line.
+- Every output is written atomically (temporary file or folder, then a rename): a failed run leaves no partial
+  output, and an existing output is kept unless ``--overwrite`` is given (run files are simply replaced).
+- ``--shard I/N`` encodes the contiguous slice I of N (0-based) into ``INDEX_DIR/shard-I-of-N``; ``merge-index``
+  joins them into ``INDEX_DIR``. Under ``accelerate launch -m tct_hf.cli encode ...`` each process takes shard
+  ``(process_index, num_processes)`` by itself and rank 0 merges after a barrier.
+- ``evaluate`` prints one JSON object ``{metric: value}``; with ``--per-query`` it first prints one JSON line per
+  query ``{"query_id": qid, metric: value, ...}`` and the aggregate object last.
+- Model type (``--encoder-type auto``): see `tct_hf.retrieval.encoders` (tct_hf student, plain BERT with TCT
+  conventions, or a sentence-transformers directory).
+
+Example::
+
+    tct-hf encode --model castorini/tct_colbert-v2-hnp-msmarco --corpus collection.tsv --output index/
+    tct-hf search --model castorini/tct_colbert-v2-hnp-msmarco --index index/ --queries dev.tsv --output dense.trec
+    tct-hf evaluate --run dense.trec --qrels qrels.dev.tsv --metrics RR@10 R@1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+PROGRAM = "tct-hf"
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+# Exceptions that mean "the user's input is wrong" (status 2); anything else is a failure (status 1).
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, UnicodeError)
+
+logger = logging.getLogger("tct_hf.cli")
+
+
+class UsageError(Exception):
+    """A command-line mistake found after parsing (e.g. options that exclude each other)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``tct-hf encode: error: ...``) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(message: object) -> str:
+    """Collapse a message onto one line (our errors put their 'Fix:' on a second line)."""
+    return " ".join(str(message).split())
+
+
+# ---------------------------------------------------------------------------------------------- argument types
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from tct_hf.retrieval.encode import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from tct_hf.retrieval.encoders import DTYPES, ENCODER_TYPES
+
+    parser.add_argument("--model", required=True, help="model directory or Hub id (student, BERT, or ST model)")
+    parser.add_argument(
+        "--encoder-type",
+        choices=ENCODER_TYPES,
+        default="auto",
+        help="how to load --model; 'auto' decides from the files in the directory (default: auto)",
+    )
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="weights dtype (default: checkpoint's)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="texts per forward pass (default: 64)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `tct-hf` argument parser with all subcommands."""
+    from tct_hf.evaluation.metrics import DEFAULT_METRICS
+    from tct_hf.retrieval.index import KINDS
+
+    parser = _Parser(prog=PROGRAM, description="TCT-ColBERT retrieval: encode, search, fuse, evaluate, mine.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    encode = commands.add_parser("encode", help="encode a corpus into a faiss index directory")
+    _add_model_options(encode)
+    encode.add_argument("--corpus", required=True, help="docid<TAB>text[<TAB>...] TSV or JSONL (id/text/title)")
+    encode.add_argument("--output", required=True, help="index directory to write")
+    encode.add_argument("--max-length", type=_positive_int, default=None, help="passage tokens, prefix included")
+    encode.add_argument("--shard", type=_shard, default=None, help="I/N: encode slice I of N into OUTPUT/shard-I-of-N")
+    encode.add_argument("--index-type", choices=KINDS, default="flat", help="faiss index kind (default: flat)")
+    encode.add_argument("--skip-empty", action="store_true", help="drop passages with empty text (counted)")
+    encode.add_argument("--overwrite", action="store_true", help="replace an existing index at --output")
+    encode.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    encode.set_defaults(handler=run_encode)
+
+    merge = commands.add_parser("merge-index", help="merge INDEX_DIR/shard-*-of-N into INDEX_DIR")
+    merge.add_argument("--index", required=True, help="index directory holding the shard-I-of-N folders")
+    merge.set_defaults(handler=run_merge_index)
+
+    search = commands.add_parser("search", help="dense retrieval: queries → TREC run file")
+    _add_model_options(search)
+    search.add_argument("--index", required=True, help="index directory written by `tct-hf encode`")
+    search.add_argument("--queries", required=True, help="qid<TAB>text file")
+    search.add_argument("--output", required=True, help="TREC run file to write")
+    search.add_argument("--k", type=_positive_int, default=1000, help="results per query (default: 1000)")
+    search.add_argument("--max-length", type=_positive_int, default=None, help="query tokens, prefix included")
+    search.add_argument("--tag", default="tct_hf", help="run tag, last column (default: tct_hf)")
+    search.set_defaults(handler=run_search)
+
+    bm25 = commands.add_parser("bm25", help="BM25 retrieval with bm25s: queries → TREC run file")
+    bm25.add_argument("--corpus", required=True, help="docid<TAB>text TSV or JSONL")
+    bm25.add_argument("--queries", required=True, help="qid<TAB>text file")
+    bm25.add_argument("--output", required=True, help="TREC run file to write")
+    bm25.add_argument("--k", type=_positive_int, default=1000, help="results per query (default: 1000)")
+    bm25.add_argument("--k1", type=_finite_float, default=0.9, help="BM25 k1 (default: 0.9, Anserini MS MARCO)")
+    bm25.add_argument("--b", type=_finite_float, default=0.4, help="BM25 b (default: 0.4, Anserini MS MARCO)")
+    bm25.add_argument("--tag", default="bm25", help="run tag (default: bm25)")
+    bm25.set_defaults(handler=run_bm25)
+
+    fuse = commands.add_parser("fuse", help="dense-sparse fusion: alpha*sparse + dense over the union of both lists")
+    fuse.add_argument("--dense", required=True, help="dense TREC run")
+    fuse.add_argument("--sparse", required=True, help="sparse TREC run")
+    fuse.add_argument("--alpha", type=_finite_float, default=0.1, help="weight of the sparse scores (default: 0.1)")
+    fuse.add_argument("--output", required=True, help="fused TREC run file to write")
+    fuse.add_argument("--k", type=_positive_int, default=1000, help="results per query (default: 1000)")
+    fuse.add_argument("--normalize", action="store_true", help="Pyserini's centred min-max normalization first")
+    fuse.add_argument("--weight-on-dense", action="store_true", help="score = sparse + alpha * dense")
+    fuse.add_argument("--tag", default="fused", help="run tag (default: fused)")
+    fuse.set_defaults(handler=run_fuse)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a run (trec_eval semantics, ir-measures)")
+    evaluate.add_argument("--run", required=True, help="TREC run file")
+    evaluate.add_argument("--qrels", required=True, help="TREC qrels (qid 0 docid rel) or MS MARCO qid<TAB>docid")
+    evaluate.add_argument(
+        "--metrics", nargs="+", default=list(DEFAULT_METRICS), help=f"ir-measures names (default: {DEFAULT_METRICS})"
+    )
+    evaluate.add_argument("--per-query", action="store_true", help="also print one JSON line per query")
+    evaluate.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave judged queries without results out of the mean (default: they count as 0, like trec_eval -c)",
+    )
+    evaluate.set_defaults(handler=run_evaluate)
+
+    mine = commands.add_parser("mine-negatives", help="hard negatives from a dense ranking → training dataset")
+    _add_model_options(mine)
+    mine.add_argument("--index", required=True, help="index directory of --corpus encoded by --model")
+    mine.add_argument("--queries", required=True, help="qid<TAB>text file")
+    mine.add_argument("--qrels", required=True, help="qrels: every rel > 0 passage is a positive, never a negative")
+    mine.add_argument("--corpus", required=True, help="the collection (texts of positives and negatives)")
+    mine.add_argument("--output", required=True, help="directory for Dataset.save_to_disk")
+    mine.add_argument("--depth", type=_positive_int, default=200, help="candidates: top DEPTH (default: 200)")
+    mine.add_argument("--num-negatives", type=_positive_int, default=1, help="negatives per row (default: 1)")
+    mine.add_argument("--seed", type=int, default=42, help="sampling seed (default: 42)")
+    mine.add_argument(
+        "--without-replacement",
+        action="store_true",
+        help="distinct negatives (default: with replacement, as the paper)",
+    )
+    mine.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also push the dataset to this Hub repo")
+    mine.set_defaults(handler=run_mine_negatives)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def _require_file(path: str, what: str) -> None:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {path}: no such file")
+
+
+def _load_encoder(args: argparse.Namespace, device: Any = None) -> Any:
+    from tct_hf.retrieval.encoders import load_encoder
+
+    return load_encoder(args.model, device=device or args.device, dtype=args.dtype, encoder_type=args.encoder_type)
+
+
+def _distributed_state() -> Any | None:
+    """accelerate's process state when launched with several processes (accelerate launch / torchrun), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return state if state.num_processes > 1 else None
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    from tct_hf.retrieval.encode import encode_corpus, shard_directory
+    from tct_hf.retrieval.index import build_index, merge_index_shards, save_index
+
+    _require_file(args.corpus, "--corpus")
+    state = _distributed_state()
+    if state is not None and args.shard is not None:
+        raise UsageError("--shard is set by the launcher under accelerate launch / torchrun; do not pass it")
+    shard = (state.process_index, state.num_processes) if state is not None else args.shard
+    output = Path(args.output)
+    target = shard_directory(output, *shard) if shard is not None else output
+    if state is None and target.exists() and not args.overwrite:
+        raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+    if state is not None and output.exists() and not args.overwrite:
+        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+
+    encoder = _load_encoder(args, device=state.device if state is not None else None)
+    started = time.perf_counter()
+    embeddings, docids = encode_corpus(
+        encoder,
+        args.corpus,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        shard=shard,
+        show_progress_bar=not args.no_progress,
+        skip_empty=args.skip_empty,
+    )
+    seconds = time.perf_counter() - started
+    extra = {"shard": list(shard)} if shard is not None else {}
+    index = build_index(embeddings, docids, kind=args.index_type, model_name=str(args.model), extra=extra)
+    save_index(index, target, overwrite=True)
+    rate = len(docids) / seconds if seconds > 0 else float("inf")
+    print(
+        f"{PROGRAM} encode: {len(docids)} passages (dim {index.dim}) → {target} in {seconds:.1f}s "
+        f"({rate:.1f} passages/s)",
+        file=sys.stderr,
+    )
+    if state is not None:
+        state.wait_for_everyone()
+        try:
+            if state.is_main_process:
+                shards = [shard_directory(output, i, state.num_processes) for i in range(state.num_processes)]
+                merged = merge_index_shards(shards, output, overwrite=True)
+                print(
+                    f"{PROGRAM} encode: merged {len(shards)} shards ({merged.count} passages) → {output}",
+                    file=sys.stderr,
+                )
+            state.wait_for_everyone()
+        finally:
+            import torch.distributed
+
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+    return 0
+
+
+def run_merge_index(args: argparse.Namespace) -> int:
+    import re
+
+    from tct_hf.retrieval.index import merge_index_shards
+
+    directory = Path(args.index)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--index {directory}: no such directory")
+    shards = sorted(
+        (path for path in directory.iterdir() if path.is_dir() and re.fullmatch(r"shard-\d+-of-\d+", path.name)),
+        key=lambda path: int(path.name.split("-")[1]),
+    )
+    if not shards:
+        raise FileNotFoundError(f"--index {directory}: no shard-I-of-N folders to merge (run `encode --shard I/N`)")
+    merged = merge_index_shards(shards, directory, overwrite=True)
+    print(f"{PROGRAM} merge-index: {len(shards)} shards ({merged.count} passages) → {directory}", file=sys.stderr)
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from tct_hf.retrieval.index import load_index
+    from tct_hf.retrieval.run_files import read_queries, write_run
+    from tct_hf.retrieval.search import search
+
+    index = load_index(args.index)
+    queries = read_queries(args.queries)
+    if not queries:
+        raise ValueError(f"--queries {args.queries}: no query in the file")
+    encoder = _load_encoder(args)
+    embeddings = encoder.encode_queries(list(queries.values()), batch_size=args.batch_size, max_length=args.max_length)
+    index.check_query_dim(embeddings.shape[1])
+    run = search(index, embeddings, list(queries), k=args.k)
+    write_run(run, args.output, tag=args.tag, k=args.k)
+    return 0
+
+
+def run_bm25(args: argparse.Namespace) -> int:
+    from tct_hf.data.msmarco import load_collection
+    from tct_hf.retrieval.bm25 import bm25_search
+    from tct_hf.retrieval.run_files import read_queries, write_run
+
+    _require_file(args.corpus, "--corpus")
+    queries = read_queries(args.queries)
+    corpus = load_collection(args.corpus)
+    if len(corpus) == 0:
+        raise ValueError(f"--corpus {args.corpus}: empty corpus (no passages)")
+    texts = list(corpus["text"])
+    if "title" in corpus.column_names:
+        texts = [f"{title} {text}" if title else text for title, text in zip(corpus["title"], texts)]
+    run = bm25_search(list(corpus["id"]), texts, list(queries), list(queries.values()), k=args.k, k1=args.k1, b=args.b)
+    write_run(run, args.output, tag=args.tag, k=args.k)
+    return 0
+
+
+def run_fuse(args: argparse.Namespace) -> int:
+    from tct_hf.retrieval.fuse import fuse
+    from tct_hf.retrieval.run_files import read_run, write_run
+
+    dense, sparse = read_run(args.dense), read_run(args.sparse)
+    fused = fuse(
+        dense, sparse, alpha=args.alpha, k=args.k, normalize=args.normalize, weight_on_dense=args.weight_on_dense
+    )
+    write_run(fused, args.output, tag=args.tag, k=args.k)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from tct_hf.evaluation.metrics import evaluate_run
+    from tct_hf.retrieval.run_files import read_qrels, read_run
+
+    run, qrels = read_run(args.run), read_qrels(args.qrels)
+    result = evaluate_run(run, qrels, metrics=args.metrics, per_query=args.per_query, complete=not args.skip_missing)
+    if args.per_query:
+        for qid, values in result.per_query.items():
+            print(json.dumps({"query_id": qid, **values}))
+    print(json.dumps(result.metrics))
+    return 0
+
+
+def run_mine_negatives(args: argparse.Namespace) -> int:
+    from tct_hf.retrieval.index import load_index
+    from tct_hf.retrieval.mining import mine_hard_negatives, save_mined_negatives
+    from tct_hf.retrieval.run_files import read_qrels, read_queries
+
+    _require_file(args.corpus, "--corpus")
+    index = load_index(args.index)
+    queries, qrels = read_queries(args.queries), read_qrels(args.qrels)
+    encoder = _load_encoder(args)
+    mined = mine_hard_negatives(
+        encoder,
+        index,
+        queries,
+        qrels,
+        depth=args.depth,
+        num_negatives=args.num_negatives,
+        with_replacement=not args.without_replacement,
+        seed=args.seed,
+        collection=args.corpus,
+        batch_size=args.batch_size,
+    )
+    output = save_mined_negatives(mined, args.output, push_to_hub=args.push_to_hub)
+    print(f"{PROGRAM} mine-negatives: {len(mined)} rows → {output}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `tct-hf` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    prefix = f"{PROGRAM} {args.command}: error:"
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"{prefix} interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, *BAD_INPUT_ERRORS) as error:
+        if os.environ.get("TCT_HF_DEBUG"):
+            raise
+        print(f"{prefix} {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:
+        if os.environ.get("TCT_HF_DEBUG"):
+            raise
+        print(f"{prefix} {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

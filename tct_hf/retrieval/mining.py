@@ -1,0 +1,246 @@
+"""Hard-negative mining: the paper's TCT HN / HN+ training data from a dense retriever's own ranking.
+
+For every judged-relevant pair (query q, positive p) with ``rel > 0``:
+
+1. retrieve the top ``depth`` passages for q with the encoder and the index (score desc, ties by docid asc);
+2. drop every passage judged relevant for q (``rel > 0``; a judged-non-relevant passage, ``rel <= 0``, stays);
+3. draw ``num_negatives`` of the remaining candidates uniformly at random, with replacement (as castorini's
+   ``hard_triplet_construct.py``: every draw independent, a passage may repeat) or without
+   (``with_replacement=False``).
+
+The output is a `datasets.Dataset` in the training format, one row per (query, positive):
+``query_id, query, positive_id, positive, negative_ids (list), negatives (list)``; plus ``positive_title`` and
+``negative_titles`` when the collection has titles.
+
+Documented skips (each counted and logged as one warning, never silent):
+
+- a query with no judged-relevant passage (no qrels, or only ``rel <= 0``) yields no row;
+- a qrels query absent from ``queries`` yields no row;
+- a query whose candidates are exhausted — none left after dropping the relevant ones, or, without replacement,
+  fewer than ``num_negatives`` — yields no row (every row has exactly ``num_negatives`` negatives, which the
+  collator expects).
+
+A judged-relevant passage missing from the collection is an error (the qrels and the collection do not match).
+
+Determinism: one `numpy.random.Generator(seed)` draws for the queries in ``queries`` order and each query's positives
+in docid order, so the same inputs and seed give the same dataset.
+
+Example::
+
+    encoder = load_encoder("my-student")
+    index = load_index("index/")
+    mined = mine_hard_negatives(encoder, index, "queries.tsv", "qrels.txt", collection="collection.tsv", depth=200)
+    save_mined_negatives(mined, "hn-data/")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+TRAINING_COLUMNS = ("query_id", "query", "positive_id", "positive", "negative_ids", "negatives")
+
+
+def _as_queries(queries: Mapping[str, str] | str | Path) -> dict[str, str]:
+    if isinstance(queries, (str, Path)):
+        from tct_hf.retrieval.run_files import read_queries
+
+        return read_queries(queries)
+    return {str(qid): text for qid, text in queries.items()}
+
+
+def _as_qrels(qrels: Mapping[str, Mapping[str, int]] | str | Path) -> dict[str, dict[str, int]]:
+    if isinstance(qrels, (str, Path)):
+        from tct_hf.retrieval.run_files import read_qrels
+
+        return read_qrels(qrels)
+    return {str(qid): {str(docid): int(rel) for docid, rel in judged.items()} for qid, judged in qrels.items()}
+
+
+def _as_index(index: Any) -> Any:
+    if isinstance(index, (str, Path)):
+        from tct_hf.retrieval.index import load_index
+
+        return load_index(index)
+    return index
+
+
+def sample_negatives(
+    candidates: list[str], num_negatives: int, with_replacement: bool, rng: np.random.Generator
+) -> list[str] | None:
+    """``num_negatives`` draws from ``candidates`` (None when they are exhausted, see the module docstring)."""
+    if not candidates or (not with_replacement and len(candidates) < num_negatives):
+        return None
+    picks = rng.choice(len(candidates), size=num_negatives, replace=with_replacement)
+    return [candidates[i] for i in picks.tolist()]
+
+
+def mine_hard_negatives(
+    encoder: Any,
+    index: Any,
+    queries: Mapping[str, str] | str | Path,
+    qrels: Mapping[str, Mapping[str, int]] | str | Path,
+    depth: int = 200,
+    num_negatives: int = 1,
+    with_replacement: bool = True,
+    seed: int = 42,
+    collection: Any = None,
+    batch_size: int = 64,
+) -> Any:
+    """Mine hard negatives for every judged-relevant (query, positive) pair; see the module docstring.
+
+    Args:
+        encoder: encodes the queries (`TCTModel` or anything from `load_encoder`); must match the index.
+        index: a `DenseIndex` or an index directory.
+        queries: ``{qid: text}`` or a ``qid<TAB>text`` file.
+        qrels: ``{qid: {docid: rel}}`` or a qrels file (TREC or MS MARCO format).
+        depth: candidates are the top ``depth`` of the dense ranking (the paper: 200).
+        num_negatives: negatives per row.
+        with_replacement: independent draws (the paper) or distinct negatives.
+        seed: seed of the sampler.
+        collection: a collection file or `datasets.Dataset` (id, text, optional title) holding the passages' text.
+        batch_size: query encoding batch size.
+
+    Returns:
+        A `datasets.Dataset` with the columns of ``TRAINING_COLUMNS`` (and titles when the collection has them).
+    """
+    import datasets
+
+    from tct_hf.retrieval.encode import load_corpus
+    from tct_hf.retrieval.search import search
+
+    if depth < 1 or num_negatives < 1:
+        raise ValueError(f"depth ({depth}) and num_negatives ({num_negatives}) must be >= 1")
+    if collection is None:
+        raise ValueError("collection is required: the passages' text fills the positive/negatives columns")
+    query_texts, judgments = _as_queries(queries), _as_qrels(qrels)
+    index = _as_index(index)
+    corpus, source = load_corpus(collection)
+    row_of = {str(docid): row for row, docid in enumerate(corpus["id"])}
+
+    relevant = {qid: sorted(d for d, rel in judged.items() if rel > 0) for qid, judged in judgments.items()}
+    not_in_queries = [qid for qid in judgments if qid not in query_texts]
+    unjudged = [qid for qid in query_texts if not relevant.get(qid)]
+    mined_qids = [qid for qid in query_texts if relevant.get(qid)]
+    if not_in_queries:
+        logger.warning("%d qrels queries are not in the queries file; skipped", len(not_in_queries))
+    if unjudged:
+        logger.warning("%d queries have no judged-relevant passage; skipped", len(unjudged))
+    if not mined_qids:
+        raise ValueError("no query has both a text and a judged-relevant passage; check that the query ids match")
+    for qid in mined_qids:
+        for docid in relevant[qid]:
+            if docid not in row_of:
+                raise ValueError(
+                    f"qrels: query {qid!r} judges docid {docid!r} relevant, but {source} has no such passage; "
+                    "use the qrels of this collection"
+                )
+
+    embeddings = np.asarray(
+        encoder.encode_queries([query_texts[qid] for qid in mined_qids], batch_size=batch_size), dtype=np.float32
+    )
+    run = search(index, embeddings, mined_qids, k=depth)
+
+    from tct_hf.retrieval.run_files import sort_run
+
+    ranked = sort_run(run, k=depth)
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[str, str, list[str]]] = []
+    exhausted = 0
+    for qid in mined_qids:
+        judged_relevant = set(relevant[qid])
+        candidates = [docid for docid, _ in ranked.get(qid, []) if docid not in judged_relevant]
+        for positive in relevant[qid]:
+            negatives = sample_negatives(candidates, num_negatives, with_replacement, rng)
+            if negatives is None:
+                exhausted += 1
+                continue
+            rows.append((qid, positive, negatives))
+    if exhausted:
+        logger.warning(
+            "%d (query, positive) pairs skipped: fewer than %d non-relevant candidates in the top %d%s",
+            exhausted,
+            1 if with_replacement else num_negatives,
+            depth,
+            "" if with_replacement else " (no replacement)",
+        )
+    return _training_dataset(rows, query_texts, corpus, row_of, datasets)
+
+
+def _training_dataset(
+    rows: list[tuple[str, str, list[str]]], query_texts: dict[str, str], corpus: Any, row_of: dict[str, int], datasets
+) -> Any:
+    needed = sorted({row_of[d] for _, positive, negatives in rows for d in [positive, *negatives]})
+    has_titles = "title" in corpus.column_names
+    subset = corpus.select(needed) if needed else None
+    text_of: dict[str, str] = {}
+    title_of: dict[str, str] = {}
+    if subset is not None:
+        for item in subset:
+            text_of[str(item["id"])] = item["text"] or ""
+            if has_titles:
+                title_of[str(item["id"])] = item["title"] or ""
+    columns: dict[str, list] = {
+        "query_id": [qid for qid, _, _ in rows],
+        "query": [query_texts[qid] for qid, _, _ in rows],
+        "positive_id": [positive for _, positive, _ in rows],
+        "positive": [text_of[positive] for _, positive, _ in rows],
+        "negative_ids": [negatives for _, _, negatives in rows],
+        "negatives": [[text_of[d] for d in negatives] for _, _, negatives in rows],
+    }
+    features = {
+        "query_id": datasets.Value("string"),
+        "query": datasets.Value("string"),
+        "positive_id": datasets.Value("string"),
+        "positive": datasets.Value("string"),
+        "negative_ids": datasets.List(datasets.Value("string")),
+        "negatives": datasets.List(datasets.Value("string")),
+    }
+    if has_titles:
+        columns["positive_title"] = [title_of[positive] for _, positive, _ in rows]
+        columns["negative_titles"] = [[title_of[d] for d in negatives] for _, _, negatives in rows]
+        features["positive_title"] = datasets.Value("string")
+        features["negative_titles"] = datasets.List(datasets.Value("string"))
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def save_mined_negatives(dataset: Any, output_dir: str | Path, push_to_hub: str | None = None) -> Path:
+    """`save_to_disk` atomically (written beside ``output_dir``, then renamed over it), then optionally push.
+
+    A failed push leaves the local copy in place and re-raises with the repo named.
+    """
+    output = Path(output_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    previous = None
+    try:
+        dataset.save_to_disk(str(staging))
+        if output.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
+            os.replace(output, previous / "data")
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if previous is not None and not output.exists():
+            os.replace(previous / "data", output)
+        raise
+    finally:
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+    if push_to_hub:
+        try:
+            dataset.push_to_hub(push_to_hub)
+        except Exception as error:
+            raise RuntimeError(
+                f"push to the Hub repo {push_to_hub!r} failed ({error}); the dataset is saved at {output}"
+            ) from error
+    return output
