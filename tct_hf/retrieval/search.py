@@ -103,6 +103,9 @@ def search(
         batch_size: queries per faiss call.
     """
     qids = [str(qid) for qid in qids]
+    query_embeddings = np.asarray(query_embeddings)
+    if query_embeddings.ndim != 2:
+        raise ValueError(f"query embeddings must be a [Q, dim] array, got shape {query_embeddings.shape}")
     if len(qids) != len(query_embeddings):
         raise ValueError(f"{len(qids)} qids for {len(query_embeddings)} query embeddings. Fix: one qid per row.")
     if len(set(qids)) != len(qids):
