@@ -50,13 +50,16 @@ def passage_id(text: str, title: str | None = None) -> int:
 
 
 def prefix_length(model: Any) -> int:
-    """Number of prefix tokens the model puts before the text (`config.pooling_start`)."""
+    """Prefix tokens the model puts before the text: `config.pooling_start` (TCTModel) or `config.skip_positions`
+    (ColBERTModel: 4 with the TCT convention, 0 with Stanford's, whose lengths count its markers)."""
     config = model.config
-    for name in ("pooling_start", "skip_prefix_tokens", "prefix_length"):
+    for name in ("pooling_start", "skip_positions"):
         value = getattr(config, name, None)
         if isinstance(value, int):
             return value
-    raise ValueError(f"{type(model).__name__}.config has no pooling_start: cannot add the prefix to the lengths")
+    raise ValueError(
+        f"{type(model).__name__}.config has neither pooling_start nor skip_positions: cannot add its prefix length"
+    )
 
 
 @dataclass
