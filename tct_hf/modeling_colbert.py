@@ -1,0 +1,712 @@
+"""The ColBERT teacher: BERT + ``Linear(hidden_size, dim)`` per token, late interaction (MaxSim).
+
+    score(q, d) = sum_{i : q_mask[i]} max_{j : d_mask[j]} E_q[i] . E_d[j]        (fp32 accumulation)
+
+Query tokens: every position from ``skip_positions`` on ([MASK] augmentation included). Passage tokens: attended
+positions from ``skip_positions`` on, minus ``skiplist_words`` (Stanford: punctuation). Conventions: see
+``configuration_colbert.py``.
+
+``ColBERTModel.from_pretrained`` loads our checkpoints, a Stanford ColBERT directory (``config.json`` with
+``architectures: ["HF_ColBERT"]``, ``bert.*`` + root ``linear.weight``, settings from ``artifact.metadata``), a
+sentence-transformers 6 ``MultiVectorEncoder`` directory, or a PyLate directory (``1_Dense`` projection).
+
+Example:
+    >>> teacher = ColBERTModel.from_pretrained("colbert-ir/colbertv2.0")  # doctest: +SKIP
+    >>> teacher.score_matrix(["what is heat"], ["Heat is energy.", "Paris is in France."])  # (1, 2) float32
+    >>> teacher.score(["what is heat"], ["Heat is energy."])  # (1,) float32
+
+This file imports only torch, transformers and the standard library (it travels with checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AddedToken,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertPreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import load_state_dict
+from transformers.tokenization_utils_base import BatchEncoding
+from transformers.utils import logging
+
+from .configuration_colbert import CONVENTION_DEFAULTS, ColBERTConfig
+from .configuration_tct import _check_texts
+
+logger = logging.get_logger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+# Element budget of one (queries, passages, query tokens, passage tokens) similarity block in `maxsim`.
+MAXSIM_CHUNK_ELEMENTS = 2**26
+
+
+@dataclass
+class ColBERTOutput(ModelOutput):
+    """Output of `ColBERTModel.forward`.
+
+    Args:
+        scores (`torch.FloatTensor` of shape `(num_queries, num_passages)`): MaxSim scores (float32).
+        query_embeddings (`torch.FloatTensor` of shape `(num_queries, query_length, dim)`)
+        query_mask (`torch.BoolTensor` of shape `(num_queries, query_length)`): True on scored query tokens.
+        passage_embeddings (`torch.FloatTensor` of shape `(num_passages, passage_length, dim)`)
+        passage_mask (`torch.BoolTensor` of shape `(num_passages, passage_length)`): True on scored passage tokens.
+    """
+
+    scores: torch.FloatTensor | None = None
+    query_embeddings: torch.FloatTensor | None = None
+    query_mask: torch.BoolTensor | None = None
+    passage_embeddings: torch.FloatTensor | None = None
+    passage_mask: torch.BoolTensor | None = None
+
+
+def maxsim(
+    query_embeddings: torch.Tensor,
+    query_mask: torch.Tensor,
+    passage_embeddings: torch.Tensor,
+    passage_mask: torch.Tensor,
+    chunk_elements: int = MAXSIM_CHUNK_ELEMENTS,
+) -> torch.Tensor:
+    """All-pairs MaxSim ``[B, N]``: ``sum_i q_mask[b,i] * max_{j: d_mask[n,j]} q[b,i] . d[n,j]`` in float32.
+
+    Passages are processed in chunks so that one ``[B, n, Lq, Ld]`` block holds at most ``chunk_elements``
+    values (a loop over chunks, never over pairs). Every passage must have at least one scored token.
+
+    Example:
+        >>> q, d = torch.randn(2, 3, 4), torch.randn(5, 6, 4)
+        >>> maxsim(q, torch.ones(2, 3, dtype=torch.bool), d, torch.ones(5, 6, dtype=torch.bool)).shape
+        torch.Size([2, 5])
+    """
+    _check_maxsim_inputs(query_embeddings, query_mask, passage_embeddings, passage_mask)
+    queries = query_embeddings.float()
+    passages = passage_embeddings.float()
+    batch, query_length, _ = queries.shape
+    passage_length = passages.shape[1]
+    per_passage = max(1, batch * query_length * passage_length)
+    step = max(1, chunk_elements // per_passage)
+    query_weights = query_mask.to(torch.float32)
+    blocks = []
+    for start in range(0, passages.shape[0], step):
+        chunk = passages[start : start + step]
+        chunk_mask = passage_mask[start : start + step].bool()
+        similarity = torch.einsum("bih,njh->bnij", queries, chunk)
+        similarity = similarity.masked_fill(~chunk_mask[None, :, None, :], float("-inf"))
+        best = similarity.max(dim=-1).values  # [B, n, Lq]
+        blocks.append((best * query_weights[:, None, :]).sum(dim=-1))
+    return torch.cat(blocks, dim=1)
+
+
+def maxsim_pairwise(
+    query_embeddings: torch.Tensor,
+    query_mask: torch.Tensor,
+    passage_embeddings: torch.Tensor,
+    passage_mask: torch.Tensor,
+) -> torch.Tensor:
+    """MaxSim of matched pairs ``[B]``: query ``b`` against passage ``b`` (float32)."""
+    _check_maxsim_inputs(query_embeddings, query_mask, passage_embeddings, passage_mask)
+    if query_embeddings.shape[0] != passage_embeddings.shape[0]:
+        raise ValueError(
+            f"maxsim_pairwise needs as many passages as queries, got {passage_embeddings.shape[0]} "
+            f"and {query_embeddings.shape[0]}."
+        )
+    similarity = torch.einsum("bih,bjh->bij", query_embeddings.float(), passage_embeddings.float())
+    similarity = similarity.masked_fill(~passage_mask.bool()[:, None, :], float("-inf"))
+    best = similarity.max(dim=-1).values
+    return (best * query_mask.to(torch.float32)).sum(dim=-1)
+
+
+def _check_maxsim_inputs(queries, query_mask, passages, passage_mask) -> None:
+    if queries.dim() != 3 or passages.dim() != 3 or queries.shape[-1] != passages.shape[-1]:
+        raise ValueError(
+            f"maxsim needs queries [B, Lq, dim] and passages [N, Ld, dim] of the same dim, got "
+            f"{tuple(queries.shape)} and {tuple(passages.shape)}."
+        )
+    if tuple(query_mask.shape) != tuple(queries.shape[:2]) or tuple(passage_mask.shape) != tuple(passages.shape[:2]):
+        raise ValueError(
+            f"masks must match the embeddings' first two dims: got query_mask {tuple(query_mask.shape)} for "
+            f"{tuple(queries.shape)}, passage_mask {tuple(passage_mask.shape)} for {tuple(passages.shape)}."
+        )
+    empty = ~passage_mask.bool().any(dim=-1)
+    if bool(empty.any()):
+        raise ValueError(
+            f"passages {torch.nonzero(empty).flatten().tolist()} have no scored token (empty after the markers and "
+            "the skiplist): their MaxSim would be -inf. Remove them or give them real content."
+        )
+
+
+class ColBERTModel(BertPreTrainedModel):
+    """ColBERT late-interaction scorer (the teacher of TCT-ColBERT), a ``PreTrainedModel``.
+
+    ``self.bert`` (no pooler) and ``self.linear`` carry Stanford ColBERT's key names. ``model.tokenizer`` is attached
+    by ``from_pretrained``; assigning it registers the query/passage markers (e.g. ``[unused0]``) as single tokens.
+
+    Example:
+        >>> config = ColBERTConfig(convention="stanford", vocab_size=219, hidden_size=32, num_hidden_layers=2,
+        ...                        num_attention_heads=2, intermediate_size=37, dim=16)
+        >>> model = ColBERTModel(config)
+        >>> model.tokenizer = tokenizer  # doctest: +SKIP
+        >>> model.score_matrix(["heat of water"], ["water boils", "paris"]).shape  # doctest: +SKIP
+        (1, 2)
+    """
+
+    config_class = ColBERTConfig
+    config: ColBERTConfig
+    _keys_to_ignore_on_load_unexpected = [r"pooler\.", r"(^|\.)cls\."]
+
+    def __init__(self, config: ColBERTConfig):
+        if not isinstance(config, ColBERTConfig):
+            config = ColBERTConfig.from_dict(config.to_dict())
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.linear = torch.nn.Linear(config.hidden_size, config.dim, bias=config.projection_bias)
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._skiplist_ids: torch.Tensor | None = None
+        self.post_init()
+
+    # ------------------------------------------------------------------ tokenizer
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase | None:
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: PreTrainedTokenizerBase | None) -> None:
+        self._tokenizer = tokenizer
+        self._skiplist_ids = None
+        if tokenizer is None:
+            return
+        if self.config.register_marker_tokens:
+            _register_marker_tokens(tokenizer, [self.config.query_prefix, self.config.passage_prefix])
+        ids = []
+        for word in self.config.skiplist_words:
+            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if len(pieces) == 1 and pieces[0] != tokenizer.unk_token_id:
+                ids.append(pieces[0])
+        self._skiplist_ids = torch.tensor(sorted(set(ids)), dtype=torch.long)
+        if tokenizer.mask_token_id is None and self.config.query_augment_token is not None:
+            raise ValueError("the tokenizer has no mask token: ColBERT's query augmentation needs one.")
+
+    def _require_tokenizer(self) -> PreTrainedTokenizerBase:
+        if self._tokenizer is None:
+            raise ValueError(
+                "ColBERTModel has no tokenizer: load it with from_pretrained(dir) from a directory with tokenizer "
+                "files, or set model.tokenizer = AutoTokenizer.from_pretrained(...)."
+            )
+        return self._tokenizer
+
+    # ------------------------------------------------------------------ loading and saving
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        **kwargs,
+    ) -> ColBERTModel:
+        """Load our checkpoints, Stanford ColBERT, sentence-transformers multi-vector or PyLate directories.
+
+        safetensors only, float32 unless ``dtype=`` says otherwise. For Stanford / sentence-transformers / PyLate
+        directories, keyword arguments that name ``ColBERTConfig`` fields override the values read from disk.
+        """
+        directory = Path(pretrained_model_name_or_path)
+        kwargs.setdefault("dtype", torch.float32)
+        if directory.exists():
+            _check_local_directory(directory)
+            foreign = _read_foreign_checkpoint(directory)
+            if foreign is not None:
+                return cls._from_foreign(directory, *foreign, tokenizer=tokenizer, **kwargs)
+            if "config" not in kwargs and _read_json(directory / "config.json").get("model_type") != "tct_hf_colbert":
+                # A plain BERT: a new ColBERT on top of it (the projection starts random). Build the config here so
+                # that `convention=` picks the defaults before they are filled in.
+                fields = set(ColBERTConfig.__dataclass_fields__)
+                overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields and key != "dtype"}
+                kwargs["config"] = ColBERTConfig(**{**_bert_fields(directory), **overrides})
+        kwargs.setdefault("use_safetensors", True)
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        _check_projection(model.linear.weight.shape, model.config, str(pretrained_model_name_or_path))
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(pretrained_model_name_or_path, kwargs)
+        model.tokenizer = tokenizer
+        return model
+
+    @classmethod
+    def _from_foreign(
+        cls,
+        directory: Path,
+        config_values: dict,
+        state_dict: dict[str, torch.Tensor],
+        tokenizer_directory: Path,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        **overrides,
+    ) -> ColBERTModel:
+        unknown = set(overrides) - set(ColBERTConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unexpected arguments {sorted(unknown)} for a Stanford/sentence-transformers directory.")
+        config = ColBERTConfig(**{**config_values, **overrides})
+        _check_projection(state_dict["linear.weight"].shape, config, str(directory))
+        model = cls(config)
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        unexpected = [key for key in unexpected if not key.startswith(("bert.pooler.", "cls."))]
+        missing = [key for key in missing if not key.endswith("position_ids")]
+        if missing or unexpected:
+            raise OSError(
+                f"{directory}: weights do not fit a BERT + linear ColBERT: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}."
+            )
+        if isinstance(dtype, str) and dtype != "auto":
+            dtype = getattr(torch, dtype)
+        if isinstance(dtype, torch.dtype):
+            model = model.to(dtype)
+        model.eval()
+        model.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(tokenizer_directory, {})
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """Save weights (safetensors), the config with ``auto_map``, the code and the tokenizer."""
+        if kwargs.get("safe_serialization") is False:
+            raise ValueError("ColBERTModel saves safetensors only: drop safe_serialization=False.")
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self._tokenizer is not None and kwargs.get("is_main_process", True):
+            self._tokenizer.save_pretrained(str(save_directory))
+
+    # ------------------------------------------------------------------ tokenization
+
+    def tokenize_queries(self, texts: list[str], max_length: int | None = None) -> BatchEncoding:
+        """``prefix + query`` tokenized to exactly ``max_length or config.query_max_length`` tokens: truncated, or
+        padded with ``query_augment_token`` (attended only when ``attend_to_mask_tokens``). Returns tensors."""
+        _check_texts(texts, "queries")
+        length = self._check_length(max_length, self.config.query_max_length)
+        tokenizer = self._require_tokenizer()
+        encoded = tokenizer(
+            [f"{self.config.query_prefix}{text}" for text in texts],
+            max_length=length,
+            truncation=True,
+            padding="max_length",
+            add_special_tokens=self.config.add_special_tokens,
+            return_tensors="pt",
+        )
+        augmented = encoded["attention_mask"] == 0
+        augment_id = tokenizer.convert_tokens_to_ids(self.config.query_augment_token)
+        encoded["input_ids"] = encoded["input_ids"].masked_fill(augmented, augment_id)
+        if self.config.attend_to_mask_tokens:
+            encoded["attention_mask"] = torch.ones_like(encoded["attention_mask"])
+        return encoded
+
+    def tokenize_passages(
+        self, texts: list[str], titles: list[str] | None = None, max_length: int | None = None
+    ) -> BatchEncoding:
+        """``prefix + [title + " "] + text`` truncated to ``max_length or config.passage_max_length`` tokens,
+        padded to the longest. Returns tensors."""
+        _check_texts(texts, "passages")
+        length = self._check_length(max_length, self.config.passage_max_length)
+        if titles is not None:
+            if isinstance(titles, str) or len(titles) != len(texts):
+                raise ValueError(f"titles must be a list with one title per passage ({len(texts)}), got {titles!r}.")
+            for index, title in enumerate(titles):
+                if not isinstance(title, str):
+                    raise ValueError(f"titles[{index}] must be a str (use '' for no title), got {title!r}.")
+            texts = [f"{title} {text}" if title else text for title, text in zip(titles, texts)]
+        return self._require_tokenizer()(
+            [f"{self.config.passage_prefix}{text}" for text in texts],
+            max_length=length,
+            truncation=True,
+            padding="longest",
+            add_special_tokens=self.config.add_special_tokens,
+            return_tensors="pt",
+        )
+
+    def _check_length(self, value: int | None, default: int) -> int:
+        length = default if value is None else value
+        if not isinstance(length, int) or isinstance(length, bool) or length <= self.config.skip_positions:
+            raise ValueError(
+                f"max_length must be an int larger than skip_positions={self.config.skip_positions}, got {length!r}."
+            )
+        return length
+
+    # ------------------------------------------------------------------ token embeddings and scores
+
+    def _project(self, input_ids, attention_mask, token_type_ids, normalize: bool) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        embeddings = self.linear(hidden.last_hidden_state)
+        if normalize:
+            embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=-1)
+        return embeddings
+
+    def _position_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return (positions >= self.config.skip_positions)[None, :].expand_as(input_ids)
+
+    def encode_query_tokens(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query token vectors ``[B, Lq, dim]`` and the scoring mask ``[B, Lq]`` (True from ``skip_positions`` on,
+        except padding; [MASK] augmentation tokens are scored whether attended or not)."""
+        embeddings = self._project(input_ids, attention_mask, token_type_ids, self.config.normalize_queries)
+        pad_id = self.config.pad_token_id
+        mask = self._position_mask(input_ids) & (input_ids != pad_id if pad_id is not None else True)
+        return embeddings, mask
+
+    def encode_passage_tokens(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Passage token vectors ``[N, Ld, dim]`` and the scoring mask ``[N, Ld]`` (False on padding, on the first
+        ``skip_positions`` positions and on ``skiplist_words`` tokens)."""
+        embeddings = self._project(input_ids, attention_mask, token_type_ids, self.config.normalize_passages)
+        mask = self._position_mask(input_ids) & attention_mask.bool()
+        if self.config.skiplist_words:
+            if self._skiplist_ids is None:
+                raise ValueError(
+                    "config.skiplist_words is set but the model has no tokenizer to resolve it: set model.tokenizer."
+                )
+            mask = mask & ~torch.isin(input_ids, self._skiplist_ids.to(input_ids.device))
+        return embeddings, mask
+
+    def maxsim(self, query_embeddings, query_mask, passage_embeddings, passage_mask) -> torch.Tensor:
+        """All-pairs MaxSim ``[B, N]`` in float32 (see the module function `maxsim`)."""
+        return maxsim(query_embeddings, query_mask, passage_embeddings, passage_mask)
+
+    def forward(
+        self,
+        query_input_ids: torch.Tensor,
+        query_attention_mask: torch.Tensor,
+        passage_input_ids: torch.Tensor,
+        passage_attention_mask: torch.Tensor,
+        query_token_type_ids: torch.Tensor | None = None,
+        passage_token_type_ids: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ColBERTOutput | tuple:
+        """Score every query against every passage: ``ColBERTOutput(scores[B, N], ...)``."""
+        queries, query_mask = self.encode_query_tokens(query_input_ids, query_attention_mask, query_token_type_ids)
+        passages, passage_mask = self.encode_passage_tokens(
+            passage_input_ids, passage_attention_mask, passage_token_type_ids
+        )
+        scores = maxsim(queries, query_mask, passages, passage_mask)
+        output = ColBERTOutput(
+            scores=scores,
+            query_embeddings=queries,
+            query_mask=query_mask,
+            passage_embeddings=passages,
+            passage_mask=passage_mask,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    # ------------------------------------------------------------------ inference helpers
+
+    def score_matrix(
+        self, queries: list[str], passages: list[str], titles: list[str] | None = None, batch_size: int = 64
+    ) -> np.ndarray:
+        """MaxSim of every query against every passage: float32 array ``[len(queries), len(passages)]``."""
+        _check_texts(queries, "queries")
+        _check_texts(passages, "passages")
+        _check_batch_size(batch_size)
+        if titles is not None and (isinstance(titles, str) or len(titles) != len(passages)):
+            raise ValueError(f"titles must be a list with one title per passage ({len(passages)}), got {titles!r}.")
+        scores = np.zeros((len(queries), len(passages)), dtype=np.float32)
+        if not queries or not passages:
+            return scores
+        device = self.device
+        with _inference(self):
+            query_blocks = []
+            for start in range(0, len(queries), batch_size):
+                batch = self.tokenize_queries(queries[start : start + batch_size]).to(device)
+                query_blocks.append(self.encode_query_tokens(**_model_inputs(batch)))
+            order = sorted(range(len(passages)), key=lambda i: len(passages[i]), reverse=True)
+            for start in range(0, len(passages), batch_size):
+                indices = order[start : start + batch_size]
+                batch_titles = None if titles is None else [titles[i] for i in indices]
+                batch = self.tokenize_passages([passages[i] for i in indices], batch_titles).to(device)
+                passage_tokens, passage_mask = self.encode_passage_tokens(**_model_inputs(batch))
+                column = torch.cat([maxsim(q, m, passage_tokens, passage_mask) for q, m in query_blocks], dim=0)
+                scores[:, indices] = column.cpu().numpy()
+        return scores
+
+    def score(
+        self, queries: list[str], passages: list[str], titles: list[str] | None = None, batch_size: int = 64
+    ) -> np.ndarray:
+        """MaxSim of matched pairs ``(queries[i], passages[i])``: float32 array ``[len(queries)]``."""
+        _check_texts(queries, "queries")
+        _check_texts(passages, "passages")
+        _check_batch_size(batch_size)
+        if len(queries) != len(passages):
+            raise ValueError(
+                f"score needs one passage per query: got {len(queries)} queries, {len(passages)} passages."
+            )
+        scores = np.zeros(len(queries), dtype=np.float32)
+        device = self.device
+        with _inference(self):
+            for start in range(0, len(queries), batch_size):
+                stop = start + batch_size
+                batch_titles = None if titles is None else titles[start:stop]
+                query_batch = self.tokenize_queries(queries[start:stop]).to(device)
+                passage_batch = self.tokenize_passages(passages[start:stop], batch_titles).to(device)
+                q, q_mask = self.encode_query_tokens(**_model_inputs(query_batch))
+                d, d_mask = self.encode_passage_tokens(**_model_inputs(passage_batch))
+                scores[start:stop] = maxsim_pairwise(q, q_mask, d, d_mask).cpu().numpy()
+        return scores
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class _inference:
+    """Eval mode + ``torch.inference_mode`` for the duration of a block, restoring the training flag."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.mode = torch.inference_mode()
+
+    def __enter__(self):
+        self.was_training = self.model.training
+        self.model.eval()
+        self.mode.__enter__()
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+        self.model.train(self.was_training)
+        return False
+
+
+def _model_inputs(batch: BatchEncoding) -> dict[str, torch.Tensor]:
+    return {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "token_type_ids": batch.get("token_type_ids"),
+    }
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+
+
+def _check_projection(weight_shape, config: ColBERTConfig, where: str) -> None:
+    out_features, in_features = tuple(weight_shape)
+    if in_features != config.hidden_size:
+        raise ValueError(
+            f"{where}: the projection expects hidden size {in_features} but the BERT backbone has hidden_size="
+            f"{config.hidden_size}: the projection does not belong to this backbone."
+        )
+    if out_features != config.dim:
+        raise ValueError(f"{where}: the projection has {out_features} outputs but the config says dim={config.dim}.")
+
+
+def _register_marker_tokens(tokenizer: PreTrainedTokenizerBase, prefixes: list[str]) -> None:
+    """Make a marker such as ``[unused0]`` one token (registered as special, not normalized), like Stanford's token
+    insertion. Only markers the vocabulary knows and the tokenizer currently splits are registered."""
+    vocab = tokenizer.get_vocab()
+    to_register = []
+    for prefix in prefixes:
+        if not prefix or not prefix.split():
+            continue
+        marker = prefix.split()[0]
+        if marker in vocab and tokenizer.tokenize(marker) != [marker]:
+            to_register.append(AddedToken(marker, normalized=False, special=True))
+    if to_register:
+        tokenizer.add_special_tokens({"additional_special_tokens": to_register}, replace_extra_special_tokens=False)
+
+
+def _check_local_directory(directory: Path) -> None:
+    if not directory.is_dir():
+        raise OSError(f"{directory} is a file, not a checkpoint directory.")
+    if not (directory / "config.json").is_file() and not (directory / "modules.json").is_file():
+        raise OSError(f"{directory} is not a checkpoint directory: it has no config.json (nor modules.json).")
+
+
+def _load_tokenizer(path, kwargs: dict) -> PreTrainedTokenizerBase | None:
+    directory = Path(path)
+    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+    return AutoTokenizer.from_pretrained(str(path), **hub_kwargs)
+
+
+def _read_json(path: Path) -> dict | list:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise OSError(f"{path}:{error.lineno}: invalid JSON ({error.msg}).") from error
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of ``model.safetensors`` (or its sharded index) in ``directory``; safetensors only."""
+    single = directory / "model.safetensors"
+    if single.is_file():
+        return load_state_dict(str(single))
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        state_dict = {}
+        for shard in sorted(set(_read_json(index)["weight_map"].values())):
+            state_dict.update(load_state_dict(str(directory / shard)))
+        return state_dict
+    if (directory / "pytorch_model.bin").is_file():
+        raise OSError(
+            f"{directory} has only pytorch_model.bin: tct_hf loads safetensors only. Convert it once with "
+            "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
+        )
+    raise OSError(f"{directory} has no model.safetensors: not a checkpoint directory.")
+
+
+def _bert_fields(directory: Path) -> dict:
+    """The BERT fields of ``directory/config.json`` (other keys dropped)."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise OSError(f"{directory} has no config.json for the BERT backbone.")
+    values = _read_json(config_path)
+    bert_fields = set(BertConfig.__dataclass_fields__)
+    return {key: value for key, value in values.items() if key in bert_fields and key != "architectures"}
+
+
+def _read_foreign_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path] | None:
+    """``(config values, state dict with bert.* / linear.*, tokenizer directory)`` for a Stanford, PyLate or
+    sentence-transformers multi-vector directory; None for our own (or a plain BERT) checkpoint."""
+    if (directory / "modules.json").is_file():
+        return _read_sentence_transformers_checkpoint(directory)
+    config = _read_json(directory / "config.json")
+    if "HF_ColBERT" in (config.get("architectures") or []):
+        return _read_stanford_checkpoint(directory)
+    return None
+
+
+def _read_stanford_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
+    """Stanford ColBERT: ``bert.*`` + root ``linear.weight``, settings in ``artifact.metadata`` (when present)."""
+    weights = _read_weights(directory)
+    if "linear.weight" not in weights:
+        raise OSError(f"{directory}: a Stanford ColBERT checkpoint needs a root 'linear.weight' tensor.")
+    metadata_path = directory / "artifact.metadata"
+    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
+    values = {**_bert_fields(directory), **CONVENTION_DEFAULTS["stanford"], "convention": "stanford"}
+    values["dim"] = int(metadata.get("dim", weights["linear.weight"].shape[0]))
+    if metadata.get("query_maxlen") is not None:
+        values["query_max_length"] = int(metadata["query_maxlen"])
+    if metadata.get("doc_maxlen") is not None:
+        values["passage_max_length"] = int(metadata["doc_maxlen"])
+    if metadata.get("attend_to_mask_tokens") is not None:
+        values["attend_to_mask_tokens"] = bool(metadata["attend_to_mask_tokens"])
+    if metadata.get("mask_punctuation") is False:
+        values["skiplist_words"] = []
+    if metadata.get("similarity") is not None:
+        values["similarity"] = metadata["similarity"]
+    for key, field in (("query_token_id", "query_prefix"), ("doc_token_id", "passage_prefix")):
+        if metadata.get(key):
+            values[field] = f"{metadata[key]} "
+    state_dict = {key: value for key, value in weights.items() if key.startswith(("bert.", "linear."))}
+    if not any(key.startswith("bert.") for key in state_dict):
+        state_dict.update({f"bert.{key}": value for key, value in weights.items() if key != "linear.weight"})
+    return values, state_dict, directory
+
+
+SENTENCE_TRANSFORMERS_DENSE = (
+    "sentence_transformers.base.modules.dense.Dense",
+    "sentence_transformers.models.Dense",
+    "sentence_transformers.models.Dense.Dense",
+    "pylate.models.Dense.Dense",
+    "pylate.models.Dense",
+)
+
+
+def _read_sentence_transformers_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
+    """A sentence-transformers 6 ``MultiVectorEncoder`` or PyLate directory: Transformer, Dense projection,
+    optional MultiVectorMask (skiplist) and Normalize modules; prompts and lengths from the JSON configs."""
+    modules = _read_json(directory / "modules.json")
+    model_config_path = directory / "config_sentence_transformers.json"
+    model_config = _read_json(model_config_path) if model_config_path.is_file() else {}
+    model_type = model_config.get("model_type")
+    is_pylate = model_type == "ColBERT" or any(str(m.get("type", "")).startswith("pylate.") for m in modules)
+    if model_type not in ("MultiVectorEncoder", "ColBERT") and not is_pylate:
+        raise OSError(
+            f"{directory} is a sentence-transformers {model_type or 'SentenceTransformer'} directory, not a "
+            "multi-vector (ColBERT) one: ColBERTModel needs a MultiVectorEncoder or PyLate checkpoint."
+        )
+    transformer_dir = dense_dir = None
+    dense_config: dict = {}
+    skiplist: list[str] | None = None
+    normalize = is_pylate and model_type == "ColBERT" and len(modules) <= 2  # PyLate v3 normalized inline
+    for module in modules:
+        kind, path = str(module.get("type", "")), directory / module.get("path", "")
+        if kind.endswith("Transformer"):
+            transformer_dir = path
+        elif kind in SENTENCE_TRANSFORMERS_DENSE:
+            if dense_dir is not None:
+                raise OSError(f"{directory}: more than one Dense module; ColBERTModel supports one projection.")
+            dense_dir, dense_config = path, _read_json(path / "config.json")
+        elif kind.endswith("MultiVectorMask"):
+            mask_config = _read_json(path / "config.json")
+            if "document" not in (mask_config.get("skiplist_tasks") or ["document"]):
+                raise OSError(f"{path}: a query-side skiplist is not supported by ColBERTModel.")
+            if mask_config.get("keep_only_token_ids"):
+                raise OSError(f"{path}: keep_only_token_ids is not supported by ColBERTModel.")
+            skiplist = list(mask_config.get("skiplist_words") or [])
+        elif kind.endswith("Normalize"):
+            normalize = True
+        else:
+            raise OSError(f"{directory}/modules.json: module {kind!r} is not supported by ColBERTModel.")
+    if transformer_dir is None or dense_dir is None:
+        raise OSError(f"{directory}: a multi-vector checkpoint needs a Transformer and a Dense module.")
+    activation = dense_config.get("activation_function", "torch.nn.modules.linear.Identity")
+    if not activation.endswith("Identity"):
+        raise OSError(f"{dense_dir}/config.json: activation {activation!r} is not supported (Identity only).")
+    dense_weights = _read_weights(dense_dir)
+    transformer_config_path = transformer_dir / "sentence_bert_config.json"
+    transformer_config = _read_json(transformer_config_path) if transformer_config_path.is_file() else {}
+    prompts = model_config.get("prompts") or {}
+    query_prefix = prompts.get("query") or model_config.get("query_prefix") or ""
+    passage_prefix = prompts.get("document") or model_config.get("document_prefix") or ""
+    if is_pylate and skiplist is None:
+        skiplist = model_config.get("skiplist_words", list(CONVENTION_DEFAULTS["stanford"]["skiplist_words"]))
+    expansion = transformer_config.get("query_expansion")
+    query_length = transformer_config.get("query_length") or model_config.get("query_length") or 32
+    attend = model_config.get("attend_to_expansion_tokens", False)
+    if expansion is not None:
+        if expansion.get("strategy") != "fixed":
+            raise OSError(
+                f"{transformer_config_path}: query_expansion strategy {expansion.get('strategy')!r} "
+                "is not supported (only 'fixed')."
+            )
+        query_length, attend = expansion["length"], bool(expansion.get("attend", False))
+    passage_length = (
+        transformer_config.get("document_length")
+        or model_config.get("document_length")
+        or transformer_config.get("max_seq_length")
+        or 512
+    )
+    similarity = model_config.get("similarity_fn_name") or "maxsim"
+    if similarity != "maxsim":
+        raise OSError(f"{model_config_path}: similarity_fn_name {similarity!r} is not supported (maxsim only).")
+    text_kwargs = (transformer_config.get("processing_kwargs") or {}).get("text") or {}
+    values = {
+        **_bert_fields(transformer_dir),
+        "convention": "stanford",
+        "dim": int(dense_config.get("out_features", dense_weights["linear.weight"].shape[0])),
+        "query_prefix": query_prefix,
+        "passage_prefix": passage_prefix,
+        "add_special_tokens": bool(text_kwargs.get("add_special_tokens", True)),
+        "query_max_length": int(query_length),
+        "passage_max_length": int(passage_length),
+        "query_augment_token": (expansion or {}).get("token") or "[MASK]",
+        "attend_to_mask_tokens": attend,
+        "skip_positions": 0,
+        # sentence-transformers registers markers only for legacy (PyLate prefix) saves; native ones keep the
+        # tokenizer as saved.
+        "register_marker_tokens": bool(model_config.get("query_prefix") or model_config.get("document_prefix")),
+        "projection_bias": bool(dense_config.get("bias", "linear.bias" in dense_weights)),
+        "normalize_queries": normalize,
+        "normalize_passages": normalize,
+        "skiplist_words": skiplist or [],
+    }
+    backbone = _read_weights(transformer_dir)
+    state_dict = {key if key.startswith("bert.") else f"bert.{key}": value for key, value in backbone.items()}
+    state_dict.update({f"linear.{key.split('.')[-1]}": value for key, value in dense_weights.items()})
+    return values, state_dict, transformer_dir
