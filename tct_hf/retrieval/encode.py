@@ -71,11 +71,23 @@ def load_corpus(corpus: Any, skip_empty: bool = False) -> tuple[Any, str]:
         path = Path(corpus)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: corpus file not found")
+        if not _has_content(path):
+            raise DataFormatError(
+                path, None, "empty corpus (no passages)", "give a collection with one passage a line"
+            )
         return load_collection(path, empty="skip" if skip_empty else "keep"), str(path)
     missing = {"id", "text"} - set(getattr(corpus, "column_names", []))
     if missing:
         raise ValueError(f"corpus dataset lacks column(s) {sorted(missing)}; it needs id, text and optionally title")
     return corpus, "<corpus dataset>"
+
+
+def _has_content(path: Path) -> bool:
+    """Whether the file (``.gz`` too) has a non-blank line; reads only up to the first one."""
+    from tct_hf.data.text_files import open_binary
+
+    with open_binary(path) as handle:
+        return any(line.strip() for line in handle)
 
 
 def _lines_with_docid(path: str, docid: str) -> list[int]:
