@@ -140,3 +140,31 @@ def test_negative_draw_is_seeded_per_example_and_errors_when_short(student):
     assert collator.passages_in_loss_order(many)[0] != picks[0]
     with pytest.raises(ValueError, match=r"example 0 of the batch .* has 10 negatives, .*num_negatives=11"):
         TCTCollator(student, num_negatives=11)(many)
+
+
+@pytest.mark.parametrize("convention, query_total", [("tct", 36), ("stanford", 32)])
+def test_colbert_teacher_lengths_follow_its_convention(student, model_dir, convention, query_total):
+    from tct_hf.configuration_colbert import ColBERTConfig
+    from tct_hf.modeling_colbert import ColBERTModel
+
+    tokenizer = BertTokenizer.from_pretrained(str(model_dir))  # the teacher registers its markers in it
+    config = ColBERTConfig(
+        convention=convention,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        dim=16,
+    )
+    teacher = ColBERTModel(config)
+    teacher.tokenizer = tokenizer
+    long_text = " ".join(["water"] * 400)
+    batch = TCTCollator(student, teacher, num_negatives=1)(
+        [{"query": long_text, "positive": long_text, "negatives": ["heat"]}]
+    )
+    assert batch["teacher_query_input_ids"].shape == (1, query_total)  # 32 + skip_positions (4 or 0)
+    assert batch["teacher_passage_input_ids"].shape == (2, 150 + config.skip_positions)
+    assert batch["query_input_ids"].shape == (1, 36)
+    first_tokens = teacher.tokenizer.convert_ids_to_tokens(batch["teacher_query_input_ids"][0, :2].tolist())
+    assert first_tokens == (["[CLS]", "["] if convention == "tct" else ["[CLS]", "[unused0]"])
