@@ -633,7 +633,7 @@ def _read_sentence_transformers_checkpoint(directory: Path) -> tuple[dict, dict[
     transformer_dir = dense_dir = None
     dense_config: dict = {}
     skiplist: list[str] | None = None
-    normalize = is_pylate and model_type == "ColBERT" and len(modules) <= 2  # PyLate v3 normalized inline
+    normalize = model_type == "ColBERT"  # PyLate v3 saved [Transformer, Dense] and normalized inline
     for module in modules:
         kind, path = str(module.get("type", "")), directory / module.get("path", "")
         if kind.endswith("Transformer"):
@@ -668,7 +668,7 @@ def _read_sentence_transformers_checkpoint(directory: Path) -> tuple[dict, dict[
         skiplist = model_config.get("skiplist_words", list(CONVENTION_DEFAULTS["stanford"]["skiplist_words"]))
     expansion = transformer_config.get("query_expansion")
     query_length = transformer_config.get("query_length") or model_config.get("query_length") or 32
-    attend = model_config.get("attend_to_expansion_tokens", False)
+    attend = model_config.get("attend_to_expansion_tokens", model_config.get("attend_to_mask_tokens", False))
     if expansion is not None:
         if expansion.get("strategy") != "fixed":
             raise OSError(
@@ -683,7 +683,7 @@ def _read_sentence_transformers_checkpoint(directory: Path) -> tuple[dict, dict[
         or 512
     )
     similarity = model_config.get("similarity_fn_name") or "maxsim"
-    if similarity != "maxsim":
+    if similarity.lower() != "maxsim":
         raise OSError(f"{model_config_path}: similarity_fn_name {similarity!r} is not supported (maxsim only).")
     text_kwargs = (transformer_config.get("processing_kwargs") or {}).get("text") or {}
     values = {
