@@ -34,6 +34,7 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,19 @@ class DenseIndex:
     @property
     def count(self) -> int:
         return len(self.docids)
+
+    @cached_property
+    def docid_array(self) -> np.ndarray:
+        """``docids`` as a numpy object array (for fancy indexing by faiss ids); computed once."""
+        return np.array(self.docids, dtype=object)
+
+    @cached_property
+    def docid_ranks(self) -> np.ndarray:
+        """``ranks[i]`` = position of ``docids[i]`` in ascending string order (the tie-breaker); computed once."""
+        order = np.argsort(np.array(self.docids, dtype=str), kind="stable")
+        ranks = np.empty(len(order), dtype=np.int64)
+        ranks[order] = np.arange(len(order))
+        return ranks
 
     def metadata(self) -> dict:
         return {

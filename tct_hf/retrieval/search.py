@@ -26,18 +26,10 @@ from .run_files import Run
 __all__ = ["search", "search_arrays"]
 
 
-def _docid_ranks(docids: list[str]) -> np.ndarray:
-    """``ranks[i]`` = position of ``docids[i]`` in ascending string order (int tie-breaker for faiss ids)."""
-    order = np.argsort(np.array(docids, dtype=str), kind="stable")
-    ranks = np.empty(len(docids), dtype=np.int64)
-    ranks[order] = np.arange(len(docids))
-    return ranks
-
-
 def _search_batch(index: DenseIndex, queries: np.ndarray, k: int, docid_ranks: np.ndarray):
     """Top-``k`` ``(scores, ids)`` for one batch, ties by docid ascending; ids ``-1`` pad missing results."""
     total = index.count
-    depth = min(total, k + max(8, k // 8))
+    depth = min(total, k + 1)  # one extra result shows whether a tie group crosses the cut
     scores, ids = index.faiss_index.search(queries, depth)
     while depth < total:
         # A query needs a deeper search when its k-th score ties the last score fetched (the group may go on).
@@ -51,13 +43,18 @@ def _search_batch(index: DenseIndex, queries: np.ndarray, k: int, docid_ranks: n
         padded_scores[:, : scores.shape[1]] = scores
         padded_ids[:, : ids.shape[1]] = ids
         padded_scores[needs_more], padded_ids[needs_more] = deeper_scores, deeper_ids
-        padded_scores[~needs_more, scores.shape[1] :] = -np.inf
         scores, ids = padded_scores, padded_ids
+    # faiss sorts by score; only rows holding equal adjacent scores need re-ordering by docid.
     valid = ids >= 0
-    safe_scores = np.where(valid, scores, -np.inf)
-    tie_keys = np.where(valid, docid_ranks[np.where(valid, ids, 0)], np.iinfo(np.int64).max)
-    order = np.lexsort((tie_keys, -safe_scores.astype(np.float64)), axis=1)[:, :k]
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    tied = np.flatnonzero(((scores[:, 1:] == scores[:, :-1]) & valid[:, 1:]).any(axis=1))
+    if len(tied):
+        tied_scores, tied_ids, tied_valid = scores[tied], ids[tied], valid[tied]
+        keys = np.where(tied_valid, docid_ranks[np.where(tied_valid, tied_ids, 0)], np.iinfo(np.int64).max)
+        primary = -np.where(tied_valid, tied_scores, -np.inf).astype(np.float64)
+        order = np.lexsort((keys, primary), axis=1)
+        scores[tied] = np.take_along_axis(tied_scores, order, axis=1)
+        ids[tied] = np.take_along_axis(tied_ids, order, axis=1)
+    return scores[:, :k], ids[:, :k]
 
 
 def search_arrays(
@@ -79,7 +76,7 @@ def search_arrays(
     if not np.isfinite(queries).all():
         raise ValueError("query embeddings contain NaN or infinity. Fix: check the query encoder.")
     k = min(k, index.count)
-    docid_ranks = _docid_ranks(index.docids)
+    docid_ranks = index.docid_ranks
     all_scores = np.empty((len(queries), k), dtype=np.float32)
     all_ids = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), batch_size):
@@ -111,7 +108,9 @@ def search(
     if len(set(qids)) != len(qids):
         raise ValueError("duplicate query ids. Fix: give each query a unique id.")
     scores, ids = search_arrays(index, query_embeddings, k=k, batch_size=batch_size)
-    docids = np.array(index.docids, dtype=object)
+    docids = index.docid_array
+    if (ids >= 0).all():  # the common case: one fancy index and one tolist for the whole matrix
+        return dict(zip(qids, map(dict, map(zip, docids[ids].tolist(), scores.tolist()))))
     run: Run = {}
     for qid, row_scores, row_ids in zip(qids, scores, ids):
         valid = row_ids >= 0
