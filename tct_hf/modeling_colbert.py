@@ -235,7 +235,7 @@ class ColBERTModel(BertPreTrainedModel):
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         _check_projection(model.linear.weight.shape, model.config, str(pretrained_model_name_or_path))
         if tokenizer is None:
-            tokenizer = _load_tokenizer(pretrained_model_name_or_path, kwargs)
+            tokenizer = _load_tokenizer(pretrained_model_name_or_path, kwargs, model.config)
         model.tokenizer = tokenizer
         return model
 
@@ -269,7 +269,9 @@ class ColBERTModel(BertPreTrainedModel):
         if isinstance(dtype, torch.dtype):
             model = model.to(dtype)
         model.eval()
-        model.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(tokenizer_directory, {})
+        model.tokenizer = (
+            tokenizer if tokenizer is not None else _load_tokenizer(tokenizer_directory, {}, model.config)
+        )
         return model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
@@ -525,12 +527,14 @@ def _check_local_directory(directory: Path) -> None:
         raise OSError(f"{directory} is not a checkpoint directory: it has no config.json (nor modules.json).")
 
 
-def _load_tokenizer(path, kwargs: dict) -> PreTrainedTokenizerBase | None:
+def _load_tokenizer(path, kwargs: dict, config=None) -> PreTrainedTokenizerBase | None:
     directory = Path(path)
     if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
         return None
     hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-    return AutoTokenizer.from_pretrained(str(path), **hub_kwargs)
+    # Passing the model's config keeps AutoTokenizer from re-reading config.json (whose auto_map would ask for
+    # trust_remote_code a second time); the tokenizer class comes from tokenizer_config.json.
+    return AutoTokenizer.from_pretrained(str(path), config=config, **hub_kwargs)
 
 
 def _read_json(path: Path) -> dict | list:

@@ -108,7 +108,9 @@ class TCTModel(BertPreTrainedModel):
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model.bert.pooler.requires_grad_(False)
         model.tokenizer = (
-            tokenizer if tokenizer is not None else _load_tokenizer(pretrained_model_name_or_path, kwargs)
+            tokenizer
+            if tokenizer is not None
+            else _load_tokenizer(pretrained_model_name_or_path, kwargs, model.config)
         )
         return model
 
@@ -317,13 +319,15 @@ def _check_checkpoint_directory(path: str | os.PathLike) -> None:
         raise OSError(f"{path} is not a checkpoint directory: it has no model.safetensors.")
 
 
-def _load_tokenizer(path: str | os.PathLike, kwargs: dict) -> PreTrainedTokenizerBase | None:
+def _load_tokenizer(path: str | os.PathLike, kwargs: dict, config=None) -> PreTrainedTokenizerBase | None:
     """The tokenizer saved with the checkpoint, or None when a local directory has no tokenizer files."""
     directory = Path(path)
     if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
         return None
     hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-    return AutoTokenizer.from_pretrained(str(path), **hub_kwargs)
+    # Passing the model's config keeps AutoTokenizer from re-reading config.json (whose auto_map would ask for
+    # trust_remote_code a second time); the tokenizer class comes from tokenizer_config.json.
+    return AutoTokenizer.from_pretrained(str(path), config=config, **hub_kwargs)
 
 
 def _atomic_write_json(path: Path, content: dict | list) -> None:

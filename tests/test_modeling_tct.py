@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 from transformers import BertModel, BertTokenizer
+from utils import write_tiny_bert
 
 from tct_hf import TCTConfig, TCTModel
-from utils import write_tiny_bert
 
 QUERIES = ["what is the boiling temperature of water", "paris", "how does a wing produce low pressure air flow"]
 PASSAGES = [

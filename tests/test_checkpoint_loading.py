@@ -1,0 +1,131 @@
+"""Save/load round trips: our classes, `AutoModel(trust_remote_code=True)` and `SentenceTransformer(dir)` (no remote
+code) in fresh processes where tct_hf cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from utils import write_tiny_bert
+
+from tct_hf import ColBERTModel, TCTModel
+
+QUERIES = ["what is the boiling temperature of water", "paris"]
+PASSAGES = ["water boils at high temperature in paris.", "the boundary layer of a wing"]
+
+# Runs first in the child: drop the editable install's import hooks and the repository from sys.path.
+ISOLATE = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path_hooks = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
+sys.path_importer_cache.clear()
+sys.path = [p for p in sys.path if p and not p.rstrip("/").endswith(REPO)]
+try:
+    import tct_hf
+except ImportError:
+    pass
+else:
+    raise SystemExit("tct_hf is importable in the isolated process: " + tct_hf.__file__)
+"""
+
+
+def run_isolated(code: str, cwd: Path) -> dict:
+    """Run `code` with `python -I` in `cwd` without tct_hf importable; it prints one line "RESULT <json>"."""
+    repo = str(Path(__file__).resolve().parents[1]).rstrip("/")
+    script = f"REPO = {repo!r}\n{ISOLATE}\n{code}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(lines[0][len("RESULT ") :])
+
+
+@pytest.fixture(scope="module")
+def saved_student(tmp_path_factory):
+    base = write_tiny_bert(tmp_path_factory.mktemp("bert"), pretraining_heads=True, seed=11)
+    model = TCTModel.from_pretrained(str(base))
+    directory = tmp_path_factory.mktemp("student")
+    model.save_pretrained(str(directory))
+    return model, directory
+
+
+def test_student_round_trip_with_our_class(saved_student):
+    model, directory = saved_student
+    again = TCTModel.from_pretrained(str(directory))
+    np.testing.assert_array_equal(again.encode_queries(QUERIES), model.encode_queries(QUERIES))
+    np.testing.assert_array_equal(again.encode_passages(PASSAGES), model.encode_passages(PASSAGES))
+    config = json.loads((directory / "config.json").read_text())
+    assert config["model_type"] == "bert" and config["auto_map"]["AutoModel"] == "modeling_tct.TCTModel"
+    assert (directory / "modeling_tct.py").is_file() and (directory / "model.safetensors").is_file()
+    assert not (directory / "pytorch_model.bin").exists()
+
+
+def test_student_sentence_transformers_files(saved_student):
+    _, directory = saved_student
+    modules = json.loads((directory / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling"]
+    st_config = json.loads((directory / "config_sentence_transformers.json").read_text())
+    assert st_config["prompts"] == {"query": "[CLS] [Q] ", "document": "[CLS] [D] "}
+    assert st_config["similarity_fn_name"] == "dot"
+    pooling = json.loads((directory / "1_Pooling" / "config.json").read_text())
+    assert pooling == {"embedding_dimension": 32, "pooling_mode": "mean", "include_prompt": False}
+    transformer = json.loads((directory / "sentence_bert_config.json").read_text())
+    assert transformer["query_expansion"]["length"] == 36 and transformer["document_length"] == 512
+    assert transformer["processing_kwargs"] == {"text": {"add_special_tokens": False}}
+
+
+@pytest.mark.comparison
+def test_student_loads_in_sentence_transformers_without_remote_code(saved_student, tmp_path):
+    model, directory = saved_student
+    code = f"""
+import json
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer({str(directory)!r})
+print("RESULT " + json.dumps({{
+    "backbone": type(model[0].auto_model).__name__,
+    "queries": model.encode_query({QUERIES!r}).tolist(),
+    "passages": model.encode_document({PASSAGES!r}).tolist(),
+}}))
+"""
+    result = run_isolated(code, tmp_path)
+    assert result["backbone"] == "BertModel"
+    np.testing.assert_allclose(np.array(result["queries"]), model.encode_queries(QUERIES), atol=1e-5)
+    np.testing.assert_allclose(np.array(result["passages"]), model.encode_passages(PASSAGES), atol=1e-5)
+
+
+def test_student_and_teacher_load_with_remote_code_without_tct_hf(saved_student, tmp_path):
+    model, directory = saved_student
+    teacher = ColBERTModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert", seed=12)), convention="stanford")
+    teacher.save_pretrained(str(tmp_path / "teacher"))
+    code = f"""
+import json
+from transformers import AutoModel
+student = AutoModel.from_pretrained({str(directory)!r}, trust_remote_code=True)
+teacher = AutoModel.from_pretrained({str(tmp_path / "teacher")!r}, trust_remote_code=True)
+print("RESULT " + json.dumps({{
+    "student": type(student).__name__,
+    "teacher": type(teacher).__name__,
+    "queries": student.encode_queries({QUERIES!r}).tolist(),
+    "scores": teacher.score_matrix({QUERIES!r}, {PASSAGES!r}).tolist(),
+}}))
+"""
+    result = run_isolated(code, tmp_path)
+    assert (result["student"], result["teacher"]) == ("TCTModel", "ColBERTModel")
+    np.testing.assert_allclose(np.array(result["queries"]), model.encode_queries(QUERIES), atol=1e-6)
+    np.testing.assert_allclose(np.array(result["scores"]), teacher.score_matrix(QUERIES, PASSAGES), atol=1e-5)
+
+
+def test_isolation_really_hides_tct_hf(tmp_path):
+    result = run_isolated(
+        "import json, importlib.util\nprint('RESULT ' + json.dumps(importlib.util.find_spec('tct_hf')))", tmp_path
+    )
+    assert result is None
