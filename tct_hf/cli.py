@@ -231,14 +231,22 @@ def _distributed_state() -> Any | None:
     """accelerate's process state when launched with several processes (accelerate launch / torchrun), else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    state = PartialState()
-    return state if state.num_processes > 1 else None
+    # Without cpu=True, a machine with no GPU would give every process the whole corpus (DistributedType.NO).
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    if state.num_processes <= 1:
+        raise RuntimeError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate started a single process group of 1; "
+            "launch with `accelerate launch --multi_gpu --num_processes N` (ACCELERATE_USE_CPU=true on CPU)"
+        )
+    return state
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from tct_hf.retrieval.encode import encode_corpus, shard_directory
+    from tct_hf.retrieval.encode import encode_corpus, load_corpus, shard_directory
     from tct_hf.retrieval.index import build_index, merge_index_shards, save_index
 
     _require_file(args.corpus, "--corpus")
@@ -253,6 +261,7 @@ def run_encode(args: argparse.Namespace) -> int:
     if state is not None and output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
 
+    load_corpus(args.corpus, skip_empty=args.skip_empty)  # malformed lines fail before the model loads (cached)
     encoder = _load_encoder(args, device=state.device if state is not None else None)
     started = time.perf_counter()
     embeddings, docids = encode_corpus(
@@ -401,11 +410,22 @@ def run_mine_negatives(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- entry point
 
 
+def _hide_library_progress_bars() -> None:
+    """Keep stderr for our own progress bar and the one-line error (no weight-loading or dataset-saving bars)."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `tct-hf` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.verbose:
+        _hide_library_progress_bars()
     prefix = f"{PROGRAM} {args.command}: error:"
     try:
         return args.handler(args)
