@@ -1,0 +1,26 @@
+"""The `>>>` examples in the losses' docstrings run and print what they claim."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+import torch
+
+MODULES = [
+    "tct_hf.losses.columns",
+    "tct_hf.losses.masking",
+    "tct_hf.losses.in_batch_kd",
+    "tct_hf.losses.pairwise_kd",
+    "tct_hf.losses.in_batch_negatives",
+    "tct_hf.losses.colbert_finetune",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no example"
+    assert result.failed == 0
