@@ -174,7 +174,7 @@ def load_encoder(
     is_local = path.is_dir()
     looks_like_path = str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1
     if not is_local and (path.exists() or looks_like_path):
-        raise OSError(f"{name_or_path}: no such model directory")
+        raise OSError(f"{name_or_path}: no such model directory (give a checkpoint folder or a Hub id)")
     if encoder_type == "auto":
         encoder_type = detect_encoder_type(path) if is_local else "tct"
     elif is_local:

@@ -125,3 +125,19 @@ def test_encoder_type_flag_overrides_detection(st_dir):
         load_encoder(st_dir, encoder_type="colbert")
     with pytest.raises(ValueError, match="dtype"):
         load_encoder(st_dir, dtype="float8")
+
+
+def test_saved_student_loads_as_tct_and_as_sentence_transformers(bert_dir, tmp_path):
+    from tct_hf.modeling_tct import TCTModel
+
+    TCTModel.from_pretrained(str(bert_dir)).save_pretrained(str(tmp_path / "student"))
+    assert (tmp_path / "student" / "modules.json").is_file()
+    assert detect_encoder_type(tmp_path / "student") == "tct"
+    student = load_encoder(tmp_path / "student", device="cpu")
+    assert isinstance(student, TCTModel)
+    expected = pyserini_passages(bert_dir, PASSAGES)
+    np.testing.assert_allclose(student.encode_passages(PASSAGES), expected, atol=1e-5)
+    as_st = load_encoder(tmp_path / "student", device="cpu", encoder_type="sentence-transformers")
+    assert isinstance(as_st, SentenceTransformerEncoder)
+    np.testing.assert_allclose(as_st.encode_passages(PASSAGES), expected, atol=1e-5)
+    np.testing.assert_allclose(as_st.encode_queries(QUERIES), pyserini_queries(bert_dir, QUERIES), atol=1e-5)

@@ -143,3 +143,19 @@ def test_save_is_atomic_and_replaces(setup, tmp_path):
         save_mined_negatives(Broken(), output)
     assert datasets.load_from_disk(str(output))["query_id"] == mined["query_id"][:2]  # old copy intact
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mined", "partial"]
+
+
+def test_failed_push_keeps_the_local_copy(setup, tmp_path, monkeypatch):
+    pushed = []
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub", lambda self, repo_id: pushed.append(repo_id))
+    mined = mine(setup)
+    save_mined_negatives(mined, tmp_path / "ok", push_to_hub="me/hn")
+    assert pushed == ["me/hn"]
+
+    def offline(self, repo_id):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub", offline)
+    with pytest.raises(RuntimeError, match=r"'me/hn' failed \(no network\); the dataset is saved at"):
+        save_mined_negatives(mined, tmp_path / "local", push_to_hub="me/hn")
+    assert datasets.load_from_disk(str(tmp_path / "local"))["query_id"] == mined["query_id"]
