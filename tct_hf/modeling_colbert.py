@@ -576,12 +576,22 @@ def _bert_fields(directory: Path) -> dict:
 def _read_foreign_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path] | None:
     """``(config values, state dict with bert.* / linear.*, tokenizer directory)`` for a Stanford, PyLate or
     sentence-transformers multi-vector directory; None for our own (or a plain BERT) checkpoint."""
-    if (directory / "modules.json").is_file():
+    if (directory / "modules.json").is_file() and _is_multi_vector_directory(directory):
         return _read_sentence_transformers_checkpoint(directory)
     config = _read_json(directory / "config.json")
     if "HF_ColBERT" in (config.get("architectures") or []):
         return _read_stanford_checkpoint(directory)
     return None
+
+
+def _is_multi_vector_directory(directory: Path) -> bool:
+    """True for a MultiVectorEncoder / PyLate directory; False for a dense SentenceTransformer (e.g. a saved TCT
+    student), whose BERT then starts a new ColBERT like any plain BERT checkpoint."""
+    model_config_path = directory / "config_sentence_transformers.json"
+    model_config = _read_json(model_config_path) if model_config_path.is_file() else {}
+    if model_config.get("model_type") in ("MultiVectorEncoder", "ColBERT"):
+        return True
+    return any(str(module.get("type", "")).startswith("pylate.") for module in _read_json(directory / "modules.json"))
 
 
 def _read_stanford_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path]:

@@ -271,15 +271,17 @@ def test_pylate_directory_scores_match_sentence_transformers(tmp_path):
     np.testing.assert_allclose(model.score_matrix(QUERIES, PASSAGES), expected, atol=1e-4)
 
 
-def test_dense_sentence_transformer_directory_is_refused(tmp_path):
+def test_dense_sentence_transformer_directory_starts_a_new_colbert_on_its_bert(tmp_path):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
     base = write_tiny_bert(tmp_path / "bert")
     SentenceTransformer(modules=[Transformer(str(base)), Pooling(32, "mean")]).save(str(tmp_path / "st"))
-    with pytest.raises(OSError, match="not a multi-vector"):
-        ColBERTModel.from_pretrained(str(tmp_path / "st"))
+    model = ColBERTModel.from_pretrained(str(tmp_path / "st"), convention="stanford", dim=8)
+    bert = BertModel.from_pretrained(str(base))
+    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    assert model.linear.weight.shape == (8, 32) and model.config.convention == "stanford"
 
 
 # ---------------------------------------------------------------- TCT convention
