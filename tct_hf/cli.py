@@ -258,8 +258,10 @@ def run_encode(args: argparse.Namespace) -> int:
     target = shard_directory(output, *shard) if shard is not None else output
     if state is None and target.exists() and not args.overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
-    if state is not None and output.exists() and not args.overwrite:
-        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+    if state is not None:
+        if output.exists() and not args.overwrite:
+            raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+        state.wait_for_everyone()  # every rank checks before any rank writes its shard
 
     load_corpus(args.corpus, skip_empty=args.skip_empty)  # malformed lines fail before the model loads (cached)
     encoder = _load_encoder(args, device=state.device if state is not None else None)
