@@ -69,7 +69,7 @@ class TCTCollator:
 
     Args:
         student: a model with `tokenize_queries(texts, max_length)` and `tokenize_passages(texts, titles,
-            max_length)` (a `TCTModel` with its tokenizer).
+            max_length)` (a `TCTModel` with its tokenizer), or None to fine-tune the teacher alone.
         teacher: optional, the same interface with its own conventions (a `ColBERTModel`).
         query_max_length / passage_max_length: text tokens, prefix excluded (the paper's 32 / 150).
         num_negatives: negatives per query in the batch (0 = positives only).
@@ -85,6 +85,8 @@ class TCTCollator:
     epoch: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        if self.student is None and self.teacher is None:
+            raise ValueError("TCTCollator needs a student, a teacher (teacher fine-tuning) or both")
         for name in ("query_max_length", "passage_max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -140,7 +142,9 @@ class TCTCollator:
         queries = [example["query"] for example in examples]
         passages, titles = self.passages_in_loss_order(examples)
         batch: dict[str, torch.Tensor] = {}
-        models = [("", self.student)] + ([("teacher_", self.teacher)] if self.teacher is not None else [])
+        models = [
+            (prefix, model) for prefix, model in (("", self.student), ("teacher_", self.teacher)) if model is not None
+        ]
         for prefix, model in models:
             extra = prefix_length(model)
             encoded_queries = model.tokenize_queries(queries, max_length=self.query_max_length + extra)

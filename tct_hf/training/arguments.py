@@ -1,0 +1,115 @@
+"""Training arguments for TCT-ColBERT distillation and ColBERT teacher fine-tuning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+KD_MODES = ("in_batch", "pairwise", "none")
+TEACHER_DTYPES = ("float32", "bfloat16", "float16")
+
+# The published recipe (castorini/tct_colbert `train/model_fn.py`; Lin, Yang & Lin 2021, section 4.1).
+PAPER_DEFAULTS: dict[str, object] = {
+    "per_device_train_batch_size": 96,
+    "learning_rate": 7e-6,
+    "warmup_steps": 10_000,
+    "lr_scheduler_type": "linear",
+    "weight_decay": 0.01,
+    "adam_epsilon": 1e-6,
+    "max_grad_norm": 1.0,
+    "max_steps": 160_000,
+    "temperature": 0.25,
+    "query_max_length": 32,
+    "passage_max_length": 150,
+    "num_negatives": 1,
+    "kd_mode": "in_batch",
+}
+
+
+@dataclass
+class TCTTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the knobs of in-batch knowledge distillation.
+
+    Lengths exclude the textual prefix (`[CLS] [Q] ` / `[CLS] [D] `, 4 tokens with a BERT uncased vocab), as the
+    paper counts them: queries 32 (+4 = 36 tokens), passages 150 (+4 = 154 tokens).
+
+    Example:
+        >>> args = TCTTrainingArguments.from_paper_defaults(output_dir="out", max_steps=100)
+        >>> args.learning_rate, args.temperature
+        (7e-06, 0.25)
+    """
+
+    kd_mode: str = field(
+        default="in_batch",
+        metadata={
+            "help": "in_batch: KL over the whole B x B(1+n) matrix (TCT); pairwise: KL over each query's own positive "
+            "and negatives; none: in-batch negatives cross-entropy without a teacher."
+        },
+    )
+    temperature: float = field(default=0.25, metadata={"help": "Teacher temperature: softmax(teacher_scores / T)."})
+    student_temperature: float = field(
+        default=1.0, metadata={"help": "Student temperature (1.0 = untempered, the published recipe)."}
+    )
+    ce_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of an extra ground-truth cross-entropy term (0 = pure KD, as the paper)."},
+    )
+    query_max_length: int = field(default=32, metadata={"help": "Query tokens after the prefix (paper: 32)."})
+    passage_max_length: int = field(default=150, metadata={"help": "Passage tokens after the prefix (paper: 150)."})
+    num_negatives: int = field(default=1, metadata={"help": "Negatives per query in a batch (paper: 1)."})
+    gather_across_devices: bool | None = field(
+        default=None,
+        metadata={
+            "help": "All-gather passages across processes so every query sees the global batch as negatives. "
+            "Default: on when more than one process runs."
+        },
+    )
+    mask_duplicate_passages: bool = field(
+        default=True,
+        metadata={"help": "Never count a copy of a query's positive, or a repeated passage, as an extra negative."},
+    )
+    teacher_dtype: str = field(
+        default="float32",
+        metadata={"help": "Autocast dtype of the frozen teacher's forward pass: float32, bfloat16 or float16."},
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the collator builds every input the loss needs."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kd_mode not in KD_MODES:
+            raise ValueError(f"kd_mode must be one of {KD_MODES}, got {self.kd_mode!r}")
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}")
+        if self.temperature <= 0 or self.student_temperature <= 0:
+            raise ValueError("temperature and student_temperature must be > 0")
+        if self.num_negatives < 0:
+            raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
+        if self.query_max_length < 1 or self.passage_max_length < 1:
+            raise ValueError("query_max_length and passage_max_length must be >= 1")
+        if self.remove_unused_columns:
+            raise ValueError(
+                "remove_unused_columns=True would let Trainer drop the collator's inputs; tct_hf needs it False."
+            )
+
+    @classmethod
+    def from_paper_defaults(cls, **overrides) -> TCTTrainingArguments:
+        """Arguments of the published recipe (batch 96, lr 7e-6, 10k warmup + linear decay, AdamW wd 0.01, eps 1e-6,
+        clip 1.0, 160k steps, T=0.25, 32/150 tokens, 1 negative); `overrides` win."""
+        return cls(**{**PAPER_DEFAULTS, **overrides})
+
+
+@dataclass
+class ColBERTTrainingArguments(TrainingArguments):
+    """Arguments for fine-tuning the ColBERT teacher with softmax cross-entropy over MaxSim scores."""
+
+    query_max_length: int = field(default=32, metadata={"help": "Query tokens after the prefix/marker."})
+    passage_max_length: int = field(default=150, metadata={"help": "Passage tokens after the prefix/marker."})
+    num_negatives: int = field(default=1, metadata={"help": "Negatives per query."})
+    in_batch_negatives: bool = field(
+        default=True, metadata={"help": "Score each query against every passage in the batch, not only its own."}
+    )
+    mask_duplicate_passages: bool = field(default=True, metadata={"help": "See TCTTrainingArguments."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False (see TCTTrainingArguments)."})

@@ -1,0 +1,60 @@
+"""`ColBERTTrainer`: fine-tune the ColBERT teacher with softmax cross-entropy over MaxSim scores.
+
+Each process scores its queries against their own positive and negatives (`in_batch_negatives=False`, Stanford
+ColBERT's recipe) or against every passage of the process's batch (`True`; passages of other processes are not
+gathered for the teacher). The loss is the mean over the local queries; DDP averages
+gradients over processes (no world-size factor), and Trainer divides by the gradient-accumulation steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer
+
+from ..losses import colbert_finetune_loss, duplicate_passage_mask
+from .arguments import ColBERTTrainingArguments
+from .trainer import CollatorEpochCallback
+
+TEACHER_INPUTS = (
+    "teacher_query_input_ids",
+    "teacher_query_attention_mask",
+    "teacher_passage_input_ids",
+    "teacher_passage_attention_mask",
+)
+
+
+class ColBERTTrainer(Trainer):
+    """Trainer for `ColBERTModel`; batches come from `TCTCollator(student=None, teacher=colbert)`."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, model=None, args: ColBERTTrainingArguments | None = None, **kwargs):
+        if args is None or not isinstance(args, ColBERTTrainingArguments):
+            raise TypeError("ColBERTTrainer needs args=ColBERTTrainingArguments(...)")
+        super().__init__(model=model, args=args, **kwargs)
+        if hasattr(self.data_collator, "set_epoch"):
+            self.add_callback(CollatorEpochCallback(self.data_collator))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        missing = [key for key in TEACHER_INPUTS if key not in inputs]
+        if missing:
+            raise KeyError(f"batch lacks {missing}; use tct_hf.data.TCTCollator with a teacher")
+        # Through the (possibly DDP-wrapped) model's forward, so gradient synchronisation hooks run.
+        scores = model(
+            query_input_ids=inputs["teacher_query_input_ids"],
+            query_attention_mask=inputs["teacher_query_attention_mask"],
+            passage_input_ids=inputs["teacher_passage_input_ids"],
+            passage_attention_mask=inputs["teacher_passage_attention_mask"],
+        ).scores  # [B, B(1+n)]
+        b = scores.shape[0]
+        mask = None
+        if self.args.mask_duplicate_passages and "passage_ids" in inputs:
+            mask = duplicate_passage_mask(inputs["passage_ids"], b)
+        loss = colbert_finetune_loss(scores, in_batch=self.args.in_batch_negatives, mask=mask)
+        return (loss, {"scores": scores.detach()}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None

@@ -1,0 +1,85 @@
+"""Retrieval evaluation of the student during and after training: encode a small dev corpus, exact search, metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from transformers import TrainerCallback
+
+from ..evaluation.metrics import evaluate_run
+from ..retrieval.index import build_index
+from ..retrieval.search import search
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@100")
+
+
+@dataclass
+class DevSet:
+    """A small judged collection: passages, queries and graded qrels (`{qid: {docid: rel}}`)."""
+
+    docids: Sequence[str]
+    passages: Sequence[str]
+    queries: Mapping[str, str]
+    qrels: Mapping[str, Mapping[str, int]]
+    metrics: Sequence[str] = field(default_factory=lambda: DEFAULT_METRICS)
+
+    def __post_init__(self):
+        if len(self.docids) != len(self.passages):
+            raise ValueError(f"{len(self.docids)} docids for {len(self.passages)} passages")
+        judged = [qid for qid in self.queries if qid in self.qrels]
+        if not judged:
+            raise ValueError("no dev query has judgments: check that query ids match the qrels")
+
+
+def evaluate_student(model, dev: DevSet, batch_size: int = 64, k: int = 100) -> dict[str, float]:
+    """Encode `dev.passages` and `dev.queries` with the student, search exactly (inner product), return the metrics."""
+    was_training = model.training
+    model.eval()
+    try:
+        passages = model.encode_passages(list(dev.passages), batch_size=batch_size)
+        qids = list(dev.queries)
+        queries = model.encode_queries([dev.queries[qid] for qid in qids], batch_size=batch_size)
+    finally:
+        model.train(was_training)
+    index = build_index(passages, list(dev.docids), kind="flat")
+    run = search(index, queries, qids, k=min(k, len(dev.docids)))
+    return dict(evaluate_run(run, dev.qrels, metrics=dev.metrics).metrics)
+
+
+def evaluate_teacher(teacher, dev: DevSet, batch_size: int = 64, k: int = 100) -> dict[str, float]:
+    """Exhaustive MaxSim of every dev query against every dev passage (the teacher's ceiling), then the metrics."""
+    qids = list(dev.queries)
+    scores = teacher.score_matrix([dev.queries[qid] for qid in qids], list(dev.passages), batch_size=batch_size)
+    k = min(k, len(dev.docids))
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    docids = np.asarray(dev.docids, dtype=object)
+    run = {
+        qid: dict(zip(docids[row].tolist(), scores[i, row].astype(float).tolist()))
+        for i, (qid, row) in enumerate(zip(qids, top))
+    }
+    return dict(evaluate_run(run, dev.qrels, metrics=dev.metrics).metrics)
+
+
+class RetrievalEvaluationCallback(TrainerCallback):
+    """At every evaluation, add the student's retrieval metrics on `dev` to the logs as `eval_<metric>`.
+
+    Runs on the main process only (other processes skip it) and needs no gradient.
+    """
+
+    def __init__(self, dev: DevSet, batch_size: int = 64, k: int = 100):
+        self.dev, self.batch_size, self.k = dev, batch_size, k
+
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+        if not state.is_world_process_zero or model is None:
+            return
+        unwrapped = getattr(model, "module", model)
+        results = evaluate_student(unwrapped, self.dev, batch_size=self.batch_size, k=self.k)
+        logger.info("retrieval metrics at step %d: %s", state.global_step, results)
+        if metrics is not None:
+            metrics.update({f"eval_{name}": value for name, value in results.items()})
+        state.log_history.append({**{f"eval_{n}": v for n, v in results.items()}, "step": state.global_step})

@@ -1,0 +1,122 @@
+"""`TCTTrainer`: a `transformers.Trainer` whose loss is TCT-ColBERT's in-batch knowledge distillation.
+
+Only `compute_loss` and `prediction_step` are overridden. The frozen teacher lives on the trainer (like TRL's
+`ref_model`): eval mode, no gradients, placed on the training device, never part of the student's checkpoints.
+
+What is averaged over what: each process computes the mean, over ITS queries, of the per-query loss against the
+passages of the GLOBAL batch (all processes' passages when `gather_across_devices`); DDP then averages gradients over
+processes. With equal local batches this is exactly the gradient of the mean over all queries of one big batch — there
+is no hidden world-size factor. Under gradient accumulation, each micro-batch's mean is divided by the number of
+accumulation steps (`loss_is_scaled_for_ga = False`), so the update is the mean over every accumulated query; in-batch
+negatives are the passages of the same micro-batch (the paper's batch is one micro-batch).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from ..losses import build_global_scores, in_batch_kd_loss, in_batch_negatives_loss, kl_divergence_per_row
+from ..losses.columns import own_columns
+from ..losses.global_batch import resolve_gather_across_devices
+from .arguments import TCTTrainingArguments
+from .teacher import freeze, in_batch_teacher_scores, pairwise_teacher_scores
+
+STUDENT_INPUTS = ("query_input_ids", "query_attention_mask", "passage_input_ids", "passage_attention_mask")
+
+
+class TCTTrainer(Trainer):
+    """Distil a ColBERT `teacher` into the TCT student `model` (see module docstring for the averaging rules).
+
+    Args:
+        model: the student, a `TCTModel`.
+        args: `TCTTrainingArguments` (`kd_mode`, `temperature`, `gather_across_devices`, `teacher_dtype`, ...).
+        teacher: a `ColBERTModel`; required unless `args.kd_mode == "none"`.
+        **kwargs: passed to `transformers.Trainer` (data_collator = `tct_hf.data.TCTCollator`, datasets, callbacks).
+
+    Example:
+        >>> trainer = TCTTrainer(model=student, teacher=teacher, args=args, train_dataset=ds,
+        ...                      data_collator=TCTCollator(student, teacher))  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
+    """
+
+    # compute_loss returns a per-micro-batch mean: Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, model=None, args: TCTTrainingArguments | None = None, teacher=None, **kwargs):
+        if args is None or not isinstance(args, TCTTrainingArguments):
+            raise TypeError("TCTTrainer needs args=TCTTrainingArguments(...)")
+        if args.kd_mode != "none" and teacher is None:
+            raise ValueError(f"kd_mode={args.kd_mode!r} needs a teacher; pass teacher=ColBERTModel or kd_mode='none'")
+        super().__init__(model=model, args=args, **kwargs)
+        self.teacher = None
+        if teacher is not None and args.kd_mode != "none":
+            self.teacher = freeze(teacher).to(self.args.device)
+        if hasattr(self.data_collator, "set_epoch"):
+            self.add_callback(CollatorEpochCallback(self.data_collator))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        missing = [key for key in STUDENT_INPUTS if key not in inputs]
+        if missing:
+            raise KeyError(f"batch lacks {missing}; use tct_hf.data.TCTCollator (remove_unused_columns=False)")
+        args: TCTTrainingArguments = self.args
+        queries = model(input_ids=inputs["query_input_ids"], attention_mask=inputs["query_attention_mask"]).embeddings
+        passages = model(
+            input_ids=inputs["passage_input_ids"], attention_mask=inputs["passage_attention_mask"]
+        ).embeddings
+
+        if args.kd_mode == "pairwise":
+            # Each query against its own positive and negatives only: no in-batch negatives, no gathering.
+            b = queries.shape[0]
+            own = own_columns(torch.arange(b, device=queries.device), b, passages.shape[0])
+            student_pairs = torch.einsum("bh,bkh->bk", queries, passages[own])
+            teacher_pairs = pairwise_teacher_scores(self.teacher, inputs, own.shape[1] - 1, args.teacher_dtype)
+            student_logits = student_pairs.float() / args.student_temperature
+            loss = kl_divergence_per_row(student_logits, teacher_pairs / args.temperature).mean()
+            outputs = {"student_scores": student_pairs.detach(), "teacher_scores": teacher_pairs}
+            return (loss, outputs) if return_outputs else loss
+
+        gather = resolve_gather_across_devices(args.gather_across_devices)
+        batch = build_global_scores(
+            queries,
+            passages,
+            passage_ids=inputs.get("passage_ids"),
+            gather_across_devices=gather,
+            mask_duplicates=args.mask_duplicate_passages,
+        )
+        if args.kd_mode == "none":
+            loss = in_batch_negatives_loss(batch.scores, labels=batch.labels, mask=batch.mask)
+            outputs = {"student_scores": batch.scores.detach()}
+        else:
+            teacher_scores = in_batch_teacher_scores(
+                self.teacher, inputs, gather=gather, dtype_name=args.teacher_dtype
+            )
+            loss = in_batch_kd_loss(
+                batch.scores,
+                teacher_scores,
+                temperature=args.temperature,
+                student_temperature=args.student_temperature,
+                ce_weight=args.ce_weight,
+                labels=batch.labels,
+                mask=batch.mask,
+            )
+            outputs = {"student_scores": batch.scores.detach(), "teacher_scores": teacher_scores}
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation reports the training loss on the eval batches (the model itself returns no loss)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+
+class CollatorEpochCallback(TrainerCallback):
+    """Tell the collator the epoch, so that examples with more negatives than needed draw new ones each epoch
+    (the draw is a function of seed, epoch and example: a resumed run draws the same)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.set_epoch(int(state.epoch or 0))
