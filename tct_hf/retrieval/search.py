@@ -4,7 +4,11 @@ Ranking: score descending, ties broken by docid ascending (the package conventio
 returns tied documents in an arbitrary order and may cut a group of equal scores at position ``k``; for queries
 whose ``k``-th score equals the last score fetched, the search is repeated deeper until the tie group is complete,
 so the top ``k`` is the same whatever the batch or the faiss version (exact for flat/fp16 indexes; HNSW is
-approximate anyway). Work per batch is numpy over ``[batch, k]`` arrays; Python dicts are only built at the end.
+approximate anyway). Work per batch is numpy over ``[batch, k]`` arrays.
+
+:func:`search` returns a :class:`SearchRun`: a read-only ``Mapping`` ``{qid: {docid: score}}`` over the result
+arrays, whose per-query dicts are built on first access (``Q x k`` Python floats and strings cost more than the
+faiss search itself at ``k = 1000``; most callers read each query once, to write or evaluate it).
 
 Example:
     >>> import numpy as np
@@ -16,14 +20,74 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .index import DenseIndex
-from .run_files import Run
 
-__all__ = ["search", "search_arrays"]
+__all__ = ["SearchRun", "search", "search_arrays"]
+
+
+class SearchRun(Mapping[str, dict[str, float]]):
+    """Read-only ``{qid: {docid: score}}`` over search result arrays; each query's dict is built on first access.
+
+    Iteration follows the query order given to :func:`search`; each inner dict is in ranked order (score
+    descending, ties by docid ascending) and is cached, so repeated access returns the same dict. It works wherever
+    a run ``Mapping`` is accepted (``write_run``, ``sort_run``, ``evaluate_run``, ``fuse``); ``to_dict()`` gives a
+    plain ``dict`` of dicts (built in one pass, faster than per-query access for the whole run).
+
+    Example:
+        >>> run = SearchRun(["q1"], np.array([[2.0, 1.0]], dtype="float32"), np.array([[1, 0]]), np.array(["a", "b"]))
+        >>> run["q1"], len(run), "q2" in run
+        ({'b': 2.0, 'a': 1.0}, 1, False)
+    """
+
+    __slots__ = ("_rows", "_scores", "_ids", "_docids", "_cache")
+
+    def __init__(self, qids: Sequence[str], scores: np.ndarray, ids: np.ndarray, docids: np.ndarray):
+        self._rows = dict(zip(qids, range(len(qids))))
+        if len(self._rows) != len(qids) or scores.shape != ids.shape or len(qids) != len(scores):
+            raise ValueError(f"{len(qids)} unique qids needed for {scores.shape} scores and {ids.shape} ids")
+        self._scores, self._ids, self._docids = scores, ids, docids
+        self._cache: dict[str, dict[str, float]] = {}
+
+    def __getitem__(self, qid: str) -> dict[str, float]:
+        ranked = self._cache.get(qid)
+        if ranked is None:
+            row = self._rows[qid]  # KeyError for an unknown qid, as a dict
+            row_ids, row_scores = self._ids[row], self._scores[row]
+            if row_ids.size and row_ids[-1] < 0:  # -1 pads the tail when the index holds fewer than k results
+                valid = row_ids >= 0
+                row_ids, row_scores = row_ids[valid], row_scores[valid]
+            ranked = dict(zip(self._docids[row_ids].tolist(), row_scores.tolist()))
+            self._cache[qid] = ranked
+        return ranked
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return repr(self.to_dict())
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [Q, k'], faiss ids [Q, k'])`` in query order (``-1`` = no result); map ids with the index."""
+        return self._scores, self._ids
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """A plain ``{qid: {docid: score}}`` (new dicts; cached rows are copied)."""
+        if self._cache or (self._ids < 0).any():
+            return {qid: dict(self[qid]) for qid in self._rows}
+        # The common case: one fancy index and one tolist for the whole matrix.
+        docids, scores = self._docids[self._ids].tolist(), self._scores.tolist()
+        return dict(zip(self._rows, map(dict, map(zip, docids, scores))))
 
 
 def _search_batch(index: DenseIndex, queries: np.ndarray, k: int, docid_ranks: np.ndarray):
@@ -89,8 +153,11 @@ def search_arrays(
 
 def search(
     index: DenseIndex, query_embeddings: np.ndarray, qids: Sequence[str], k: int = 1000, batch_size: int = 1024
-) -> Run:
+) -> SearchRun:
     """Search ``index`` with one vector per query; returns ``{qid: {docid: score}}`` in ranked order.
+
+    The result is a :class:`SearchRun`, a read-only ``Mapping`` whose per-query dicts are built on first access
+    (``run.to_dict()`` for a plain ``dict``).
 
     Args:
         index: a :class:`DenseIndex` (flat, fp16 or hnsw; CPU or GPU).
@@ -108,11 +175,4 @@ def search(
     if len(set(qids)) != len(qids):
         raise ValueError("duplicate query ids. Fix: give each query a unique id.")
     scores, ids = search_arrays(index, query_embeddings, k=k, batch_size=batch_size)
-    docids = index.docid_array
-    if (ids >= 0).all():  # the common case: one fancy index and one tolist for the whole matrix
-        return dict(zip(qids, map(dict, map(zip, docids[ids].tolist(), scores.tolist()))))
-    run: Run = {}
-    for qid, row_scores, row_ids in zip(qids, scores, ids):
-        valid = row_ids >= 0
-        run[qid] = dict(zip(docids[row_ids[valid]].tolist(), row_scores[valid].tolist()))
-    return run
+    return SearchRun(qids, scores, ids, index.docid_array)
