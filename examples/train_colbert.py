@@ -1,0 +1,92 @@
+"""Fine-tune a ColBERT teacher (softmax cross-entropy over MaxSim scores) before distilling it with train_tct.py.
+
+    accelerate launch examples/train_colbert.py                       # embedded MS MARCO sample, MiniLM backbone
+    accelerate launch examples/train_colbert.py --backbone bert-base-uncased --train_triples triples.train.small.tsv \
+        --convention stanford --per_device_train_batch_size 32 --max_steps 200000 --output_dir outputs/colbert
+
+Steps in `main()`: 1. arguments  2. data (same sources as train_tct.py)  3. teacher  4. metrics before
+5. fine-tuning  6. metrics after, save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from train_tct import DEMO_DEFAULTS, DataArguments, default_backbone, load_data
+from transformers import HfArgumentParser, set_seed
+
+from tct_hf import ColBERTModel
+from tct_hf.data import TCTCollator
+from tct_hf.training import ColBERTTrainer, ColBERTTrainingArguments, evaluate_teacher
+
+
+@dataclass
+class TeacherArguments:
+    backbone: str | None = field(
+        default=None, metadata={"help": "BERT checkpoint (dir or Hub id) or an existing ColBERT to continue from."}
+    )
+    convention: str = field(default="tct", metadata={"help": "tct or stanford (see ColBERTConfig)."})
+    dim: int = field(default=128, metadata={"help": "Token embedding size of a new projection."})
+
+
+COLBERT_DEMO_DEFAULTS = {
+    **{k: v for k, v in DEMO_DEFAULTS.items() if k != "teacher_dtype"},
+    "output_dir": "outputs/colbert-demo",
+    "max_steps": 60,
+    "learning_rate": 5e-5,
+}
+
+
+def parse_arguments(argv: list[str]):
+    parser = HfArgumentParser((TeacherArguments, DataArguments, ColBERTTrainingArguments))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    parser.set_defaults(**COLBERT_DEMO_DEFAULTS)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # 1. Arguments.
+    teacher_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    set_seed(args.seed)
+    # 2. Data.
+    train, _, dev, _ = load_data(data_args, args.seed, args.num_negatives)
+    # 3. Teacher: a new projection on a BERT backbone, or an existing ColBERT checkpoint.
+    teacher = ColBERTModel.from_pretrained(
+        teacher_args.backbone or default_backbone(), convention=teacher_args.convention, dim=teacher_args.dim
+    )
+    eval_dtype = torch.bfloat16 if args.bf16 else None
+    # 4. Metrics before.
+    results = {}
+    if dev is not None and args.should_save:
+        results["teacher_before"] = evaluate_teacher(teacher, dev, dtype=eval_dtype)
+    # 5. Fine-tuning.
+    collator = TCTCollator(
+        student=None,
+        teacher=teacher,
+        query_max_length=args.query_max_length,
+        passage_max_length=args.passage_max_length,
+        num_negatives=args.num_negatives,
+        seed=args.seed,
+    )
+    trainer = ColBERTTrainer(model=teacher, args=args, train_dataset=train, data_collator=collator)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    # 6. Metrics after, save.
+    if args.should_save:
+        if dev is not None:
+            results["teacher_after"] = evaluate_teacher(teacher, dev, dtype=eval_dtype)
+        trainer.save_model(args.output_dir)
+        print(json.dumps(results, indent=2), flush=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main()
