@@ -1,0 +1,80 @@
+"""One SGD step of TCTTrainer on a fixed 8-example batch; run by torchrun with 2 processes or directly with 1.
+
+    python distributed_trainer_script.py STUDENT_DIR TEACHER_DIR OUT_DIR
+    torchrun --standalone --nproc_per_node 2 distributed_trainer_script.py STUDENT_DIR TEACHER_DIR OUT_DIR
+
+Rank 0 saves the student's weights after the step and the logged loss to OUT_DIR/result.pt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+from datasets import Dataset
+from torch.utils.data import SequentialSampler
+
+from tct_hf import ColBERTModel, TCTModel
+from tct_hf.data import TCTCollator
+from tct_hf.training import TCTTrainer, TCTTrainingArguments
+
+GLOBAL_BATCH = 8
+WORDS = "heat water river city flow wing pressure speed shock wave theory music film game food blood".split()
+
+
+def examples() -> list[dict]:
+    rows = []
+    for i in range(GLOBAL_BATCH):
+        words = [WORDS[(i + k) % len(WORDS)] for k in range(4)]
+        rows.append({"query": f"{words[0]} {words[1]} {i}", "positive": " ".join(words), "negatives": []})
+    for i, row in enumerate(rows):
+        row["negatives"] = [" ".join(reversed(rows[(i + 3) % GLOBAL_BATCH]["positive"].split()))]
+    rows[6]["negatives"] = [rows[1]["positive"]]  # a positive of rank 0 as a negative on rank 1: masked for query 1
+    return rows
+
+
+class InOrderTrainer(TCTTrainer):
+    """Batches in dataset order, so the global batch is the same whatever the number of processes."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+
+def main(student_dir: str, teacher_dir: str, out_dir: str) -> None:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    student = TCTModel.from_pretrained(student_dir)
+    teacher = ColBERTModel.from_pretrained(teacher_dir)
+    args = TCTTrainingArguments(
+        output_dir=out_dir,
+        per_device_train_batch_size=GLOBAL_BATCH // world,
+        max_steps=1,
+        optim="sgd",
+        learning_rate=1.0,
+        lr_scheduler_type="constant",
+        max_grad_norm=0.0,
+        use_cpu=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        disable_tqdm=True,
+        query_max_length=8,
+        passage_max_length=12,
+        ddp_backend="gloo" if world > 1 else None,
+    )
+    collator = TCTCollator(student, teacher, query_max_length=8, passage_max_length=12, num_negatives=1)
+    trainer = InOrderTrainer(
+        model=student, teacher=teacher, args=args, train_dataset=Dataset.from_list(examples()), data_collator=collator
+    )
+    trainer.train()
+    if trainer.is_world_process_zero():
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        result = {"world_size": trainer.accelerator.num_processes, "loss": losses[0]}
+        result["weights"] = {k: v.detach().clone() for k, v in student.state_dict().items()}
+        torch.save(result, f"{out_dir}/result.pt")
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,43 @@
+"""TCTTrainer under 2 gloo processes (torchrun) equals 1 process on the whole batch: same loss, same update."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).with_name("distributed_trainer_script.py")
+
+
+def run(command: list[str], out: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("WORLD_SIZE", None)
+    out.mkdir()
+    completed = subprocess.run(command + [str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return torch.load(out / "result.pt")
+
+
+@pytest.mark.distributed
+def test_two_processes_equal_one_process(tiny_dirs, tmp_path):
+    student_dir, teacher_dir = tiny_dirs
+    no_dropout = tmp_path / "student"
+    from tct_hf import TCTModel
+
+    model = TCTModel.from_pretrained(student_dir, hidden_dropout_prob=0.0)
+    model.save_pretrained(no_dropout)
+    models = [str(no_dropout), str(teacher_dir)]
+    one = run([sys.executable, str(SCRIPT), *models], tmp_path / "one")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = run([*torchrun, str(SCRIPT), *models], tmp_path / "two")
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert abs(one["loss"] - two["loss"]) < 1e-5, (one["loss"], two["loss"])
+    moved = 0
+    for name, weight in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], weight, atol=2e-6, rtol=0, msg=name)
+        moved += int(not torch.equal(weight, model.state_dict()[name]))
+    assert moved > 10, "the step changed almost nothing: the comparison would be empty"
