@@ -11,13 +11,12 @@ Steps in `main()`: 1. arguments  2. data (same sources as train_tct.py)  3. teac
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 
 import torch
-from train_tct import DEMO_DEFAULTS, DataArguments, default_backbone, load_data
-from transformers import HfArgumentParser, set_seed
+from train_tct import DEMO_DEFAULTS, DataArguments, default_backbone, load_data, parse_arguments
+from transformers import set_seed
 
 from tct_hf import ColBERTModel
 from tct_hf.data import TCTCollator
@@ -41,19 +40,11 @@ COLBERT_DEMO_DEFAULTS = {
 }
 
 
-def parse_arguments(argv: list[str]):
-    parser = HfArgumentParser((TeacherArguments, DataArguments, ColBERTTrainingArguments))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    parser.set_defaults(**COLBERT_DEMO_DEFAULTS)
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments.
-    teacher_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    dataclass_types = (TeacherArguments, DataArguments, ColBERTTrainingArguments)
+    teacher_args, data_args, args = parse_arguments(argv, dataclass_types, COLBERT_DEMO_DEFAULTS)
     set_seed(args.seed)
     # 2. Data.
     train, _, dev, _ = load_data(data_args, args.seed, args.num_negatives)

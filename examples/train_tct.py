@@ -137,13 +137,14 @@ DEMO_DEFAULTS = {
 }
 
 
-def parse_arguments(argv: list[str]):
-    parser = HfArgumentParser((ModelArguments, DataArguments, TCTTrainingArguments))
+def parse_arguments(argv: list[str], dataclass_types=None, defaults: dict | None = None):
+    """One YAML/JSON config file, or command-line flags over `defaults` (the embedded demo's)."""
+    parser = HfArgumentParser(dataclass_types or (ModelArguments, DataArguments, TCTTrainingArguments))
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(os.path.abspath(argv[0]))
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(argv[0]))
-    parser.set_defaults(**DEMO_DEFAULTS)
+    parser.set_defaults(**(DEMO_DEFAULTS if defaults is None else defaults))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
