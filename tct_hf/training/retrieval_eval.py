@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from transformers import TrainerCallback
 
 from ..evaluation.metrics import evaluate_run
@@ -36,14 +38,16 @@ class DevSet:
             raise ValueError("no dev query has judgments: check that query ids match the qrels")
 
 
-def evaluate_student(model, dev: DevSet, batch_size: int = 64, k: int = 100) -> dict[str, float]:
-    """Encode `dev.passages` and `dev.queries` with the student, search exactly (inner product), return the metrics."""
+def evaluate_student(model, dev: DevSet, batch_size: int = 64, k: int = 100, dtype=None) -> dict[str, float]:
+    """Encode `dev.passages` and `dev.queries` with the student, search exactly (inner product), return the metrics.
+
+    `dtype` (e.g. `torch.bfloat16`) runs the encoder under autocast; vectors and search stay float32."""
     was_training = model.training
     model.eval()
     try:
-        passages = model.encode_passages(list(dev.passages), batch_size=batch_size)
+        passages = model.encode_passages(list(dev.passages), batch_size=batch_size, dtype=dtype)
         qids = list(dev.queries)
-        queries = model.encode_queries([dev.queries[qid] for qid in qids], batch_size=batch_size)
+        queries = model.encode_queries([dev.queries[qid] for qid in qids], batch_size=batch_size, dtype=dtype)
     finally:
         model.train(was_training)
     index = build_index(passages, list(dev.docids), kind="flat")
@@ -51,10 +55,14 @@ def evaluate_student(model, dev: DevSet, batch_size: int = 64, k: int = 100) -> 
     return dict(evaluate_run(run, dev.qrels, metrics=dev.metrics).metrics)
 
 
-def evaluate_teacher(teacher, dev: DevSet, batch_size: int = 64, k: int = 100) -> dict[str, float]:
-    """Exhaustive MaxSim of every dev query against every dev passage (the teacher's ceiling), then the metrics."""
+def evaluate_teacher(teacher, dev: DevSet, batch_size: int = 64, k: int = 100, dtype=None) -> dict[str, float]:
+    """Exhaustive MaxSim of every dev query against every dev passage (the teacher's ceiling), then the metrics.
+
+    `dtype` (e.g. `torch.bfloat16`) runs the encoder under autocast; MaxSim is accumulated in float32."""
     qids = list(dev.queries)
-    scores = teacher.score_matrix([dev.queries[qid] for qid in qids], list(dev.passages), batch_size=batch_size)
+    context = torch.autocast(teacher.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with context:
+        scores = teacher.score_matrix([dev.queries[qid] for qid in qids], list(dev.passages), batch_size=batch_size)
     k = min(k, len(dev.docids))
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     docids = np.asarray(dev.docids, dtype=object)
@@ -71,14 +79,14 @@ class RetrievalEvaluationCallback(TrainerCallback):
     Runs on the main process only (other processes skip it) and needs no gradient.
     """
 
-    def __init__(self, dev: DevSet, batch_size: int = 64, k: int = 100):
-        self.dev, self.batch_size, self.k = dev, batch_size, k
+    def __init__(self, dev: DevSet, batch_size: int = 64, k: int = 100, dtype=None):
+        self.dev, self.batch_size, self.k, self.dtype = dev, batch_size, k, dtype
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         if not state.is_world_process_zero or model is None:
             return
         unwrapped = getattr(model, "module", model)
-        results = evaluate_student(unwrapped, self.dev, batch_size=self.batch_size, k=self.k)
+        results = evaluate_student(unwrapped, self.dev, batch_size=self.batch_size, k=self.k, dtype=self.dtype)
         logger.info("retrieval metrics at step %d: %s", state.global_step, results)
         if metrics is not None:
             metrics.update({f"eval_{name}": value for name, value in results.items()})
