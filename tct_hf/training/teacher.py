@@ -1,9 +1,28 @@
 """The frozen ColBERT teacher's side of a training step: token embeddings computed once, then either the whole
-in-batch score matrix or only each query's own pairs, in the precision the caller allows (MaxSim always in fp32)."""
+in-batch score matrix or only each query's own pairs, in the precision the caller allows (MaxSim always in fp32).
+
+What keeps the teacher cheap (measured by ``benchmarks/train_step.py``):
+
+- ``torch.inference_mode`` (no autograd graph, no saved activations); only the small score matrix is copied out
+  as a normal tensor, so the loss can use it as a target;
+- passages encoded in length buckets: sorted by token count and cut into ``length_buckets`` groups, each group
+  padded only to its own longest passage (a batch is otherwise padded to its longest passage, ~2x the mean length
+  of MS MARCO passages). Attention masks padding, so the vectors are the same up to float rounding;
+- ``teacher_dtype``: bf16/fp16 autocast for the encoder, or exactly float32 (autocast explicitly off, so an outer
+  mixed-precision context of the student cannot lower it); ``"auto"`` = bf16 where the hardware runs it natively
+  (CUDA with bf16, or a CPU with ``avx512_bf16`` / AMX), else float32;
+- MaxSim accumulated in float32 on the token embeddings computed once per step (`in_batch_teacher_scores` and
+  `pairwise_teacher_scores` both take precomputed `TeacherTokens` when a caller needs both).
+
+Example:
+    >>> resolve_teacher_dtype("float32", torch.device("cpu"))
+    torch.float32
+"""
 
 from __future__ import annotations
 
-import contextlib
+import functools
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -13,6 +32,16 @@ from ..losses.columns import own_columns
 from ..modeling_colbert import maxsim_pairwise
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULT_LENGTH_BUCKETS = 4
+
+
+class TeacherTokens(NamedTuple):
+    """The teacher's float32 token embeddings and scoring masks of one local batch."""
+
+    queries: Tensor  # [B, Lq, dim]
+    query_mask: Tensor  # [B, Lq] bool
+    passages: Tensor  # [N, Ld, dim]
+    passage_mask: Tensor  # [N, Ld] bool
 
 
 def freeze(teacher: torch.nn.Module) -> torch.nn.Module:
@@ -22,57 +51,146 @@ def freeze(teacher: torch.nn.Module) -> torch.nn.Module:
     return teacher
 
 
-def teacher_autocast(dtype_name: str, device: torch.device):
-    """bf16/fp16 autocast for the teacher's encoder; float32 runs as is."""
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when ``/proc/cpuinfo`` lists ``avx512_bf16`` or ``amx_bf16`` (oneDNN then runs bf16 GEMMs natively)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+    return False
+
+
+def resolve_teacher_dtype(dtype_name: str, device: torch.device) -> torch.dtype:
+    """``"auto"``: bf16 on CUDA devices that support it and on CPUs with native bf16, else float32; other names map
+    to their dtype (fp16 on CPU is refused: CPU autocast has no fast fp16 path)."""
+    if dtype_name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        return torch.float32
+    if dtype_name not in DTYPES:
+        raise ValueError(f"teacher_dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype_name!r}")
     dtype = DTYPES[dtype_name]
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ValueError("teacher_dtype='float16' needs a GPU; use 'bfloat16' or 'auto' on CPU.")
+    return dtype
+
+
+def teacher_autocast(dtype_name: str, device: torch.device):
+    """bf16/fp16 autocast for the teacher's encoder; float32 turns autocast OFF (an outer bf16 context of the
+    student would otherwise lower the 'float32' teacher too)."""
+    dtype = resolve_teacher_dtype(dtype_name, device)
     if dtype == torch.float32:
-        return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, enabled=False)
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-@torch.no_grad()
-def teacher_token_embeddings(teacher, inputs: dict[str, Tensor], dtype_name: str = "float32"):
-    """Query and passage token embeddings of the local batch, as float32 whatever the autocast dtype."""
+def _right_padded(attention_mask: Tensor) -> tuple[bool, Tensor]:
+    lengths = attention_mask.sum(dim=1)
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    expected = (positions[None, :] < lengths[:, None]).to(attention_mask.dtype)
+    return bool(torch.equal(attention_mask, expected)), lengths
+
+
+def encode_passages_in_length_buckets(
+    teacher, input_ids: Tensor, attention_mask: Tensor, buckets: int = DEFAULT_LENGTH_BUCKETS
+) -> tuple[Tensor, Tensor]:
+    """``teacher.encode_passage_tokens`` over length-sorted groups, each padded to its own longest passage.
+
+    Returns the same ``([N, Ld, dim] float32, [N, Ld] bool)`` as one call on the whole batch (positions beyond a
+    passage's group length are zero vectors with mask False). Falls back to one call when the batch is not right
+    padded or ``buckets <= 1``.
+    """
+    count = input_ids.shape[0]
+    is_right_padded, lengths = _right_padded(attention_mask)
+    if buckets <= 1 or count < 2 * buckets or not is_right_padded:
+        embeddings, mask = teacher.encode_passage_tokens(input_ids, attention_mask)
+        return embeddings.float(), mask
+    order = torch.argsort(lengths, descending=True)
+    passages, mask = None, torch.zeros(attention_mask.shape, dtype=torch.bool, device=attention_mask.device)
+    for group in torch.tensor_split(order, buckets):
+        width = int(lengths[group[0]])
+        group_embeddings, group_mask = teacher.encode_passage_tokens(
+            input_ids[group, :width], attention_mask[group, :width]
+        )
+        if passages is None:
+            shape = (count, input_ids.shape[1], group_embeddings.shape[-1])
+            passages = torch.zeros(shape, dtype=torch.float32, device=group_embeddings.device)
+        passages[group, :width] = group_embeddings.float()
+        mask[group, :width] = group_mask
+    return passages, mask
+
+
+def teacher_token_embeddings(
+    teacher, inputs: dict[str, Tensor], dtype_name: str = "float32", length_buckets: int = DEFAULT_LENGTH_BUCKETS
+) -> TeacherTokens:
+    """Query and passage token embeddings of the local batch, float32 whatever the autocast dtype (inference mode:
+    use them for scoring only)."""
     device = inputs["teacher_query_input_ids"].device
-    with teacher_autocast(dtype_name, device):
+    with torch.inference_mode(), teacher_autocast(dtype_name, device):
         q, q_mask = teacher.encode_query_tokens(
             inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
         )
-        d, d_mask = teacher.encode_passage_tokens(
-            inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"]
+        d, d_mask = encode_passages_in_length_buckets(
+            teacher, inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"], length_buckets
         )
-    return q.float(), q_mask, d.float(), d_mask
+    return TeacherTokens(q.float(), q_mask, d, d_mask)
 
 
-@torch.no_grad()
-def in_batch_teacher_scores(teacher, inputs: dict[str, Tensor], *, gather: bool, dtype_name: str = "float32"):
+def _as_target(scores: Tensor) -> Tensor:
+    """A normal tensor copy of an inference-mode result (autograd may save a normal tensor for backward)."""
+    return scores.clone()
+
+
+def in_batch_teacher_scores(
+    teacher,
+    inputs: dict[str, Tensor],
+    *,
+    gather: bool,
+    dtype_name: str = "float32",
+    tokens: TeacherTokens | None = None,
+) -> Tensor:
     """MaxSim of the local queries against every passage of the batch, global when `gather`: [B_local, N].
 
     Other processes' passages arrive as token embeddings padded to the longest, in the column order of the student's
     gathered matrix ([all ranks' positives, all ranks' negatives]; `tct_hf.losses.global_batch`).
     """
-    q, q_mask, d, d_mask = teacher_token_embeddings(teacher, inputs, dtype_name)
-    if gather:
-        b = q.shape[0]
-        d = gather_passages(d, b, pad_dim=1, pad_value=0.0)
-        d_mask = gather_passages(d_mask, b, pad_dim=1, pad_value=False)
-    return teacher.maxsim(q, q_mask, d, d_mask)
+    q, q_mask, d, d_mask = tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name)
+    with torch.inference_mode():
+        if gather:
+            b = q.shape[0]
+            d = gather_passages(d, b, pad_dim=1, pad_value=0.0)
+            d_mask = gather_passages(d_mask, b, pad_dim=1, pad_value=False)
+        scores = teacher.maxsim(q, q_mask, d, d_mask)
+    return _as_target(scores)
 
 
-@torch.no_grad()
-def pairwise_teacher_scores(teacher, inputs: dict[str, Tensor], num_negatives: int, dtype_name: str = "float32"):
+def pairwise_teacher_scores(
+    teacher,
+    inputs: dict[str, Tensor],
+    num_negatives: int,
+    dtype_name: str = "float32",
+    tokens: TeacherTokens | None = None,
+) -> Tensor:
     """MaxSim of each local query with its own positive and negatives only: [B_local, 1 + n], column 0 the positive.
 
     B(1 + n) query-passage interactions instead of B x B(1 + n).
     """
-    q, q_mask, d, d_mask = teacher_token_embeddings(teacher, inputs, dtype_name)
-    b = q.shape[0]
-    own = own_columns(torch.arange(b, device=q.device), b, d.shape[0])  # [B, 1 + n]
-    repeat = own.shape[1]
-    scores = maxsim_pairwise(
-        q.repeat_interleave(repeat, dim=0),
-        q_mask.repeat_interleave(repeat, dim=0),
-        d[own.flatten()],
-        d_mask[own.flatten()],
-    )
-    return scores.view(b, repeat)
+    q, q_mask, d, d_mask = tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name)
+    with torch.inference_mode():
+        b = q.shape[0]
+        own = own_columns(torch.arange(b, device=q.device), b, d.shape[0])  # [B, 1 + n]
+        repeat = own.shape[1]
+        scores = maxsim_pairwise(
+            q.repeat_interleave(repeat, dim=0),
+            q_mask.repeat_interleave(repeat, dim=0),
+            d[own.flatten()],
+            d_mask[own.flatten()],
+        ).view(b, repeat)
+    return _as_target(scores)

@@ -1,0 +1,82 @@
+"""The cheap teacher path (length buckets, inference mode, dtype rules) gives the teacher's own scores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_examples
+
+from tct_hf import ColBERTModel
+from tct_hf.data import TCTCollator
+from tct_hf.training.teacher import (
+    encode_passages_in_length_buckets,
+    in_batch_teacher_scores,
+    pairwise_teacher_scores,
+    resolve_teacher_dtype,
+    teacher_token_embeddings,
+)
+
+
+@pytest.fixture(scope="module")
+def teacher_and_batch(tiny_dirs):
+    _, teacher_dir = tiny_dirs
+    teacher = ColBERTModel.from_pretrained(teacher_dir).eval()
+    examples = make_examples(12, num_negatives=1, seed=5)
+    for i, example in enumerate(examples):  # very different passage lengths, so that buckets really differ
+        example["positive"] = " ".join([example["positive"]] * (1 + i % 4))
+    batch = TCTCollator(None, teacher, query_max_length=8, passage_max_length=40, num_negatives=1)(examples)
+    return teacher, batch
+
+
+def test_length_buckets_equal_one_padded_call(teacher_and_batch):
+    teacher, batch = teacher_and_batch
+    ids, mask = batch["teacher_passage_input_ids"], batch["teacher_passage_attention_mask"]
+    assert len(set(mask.sum(1).tolist())) > 3
+    with torch.no_grad():
+        reference, reference_mask = teacher.encode_passage_tokens(ids, mask)
+        bucketed, bucketed_mask = encode_passages_in_length_buckets(teacher, ids, mask, buckets=4)
+    assert torch.equal(bucketed_mask, reference_mask)
+    scored = reference_mask[..., None]
+    torch.testing.assert_close(bucketed * scored, reference * scored, atol=1e-5, rtol=0)
+
+
+def test_scores_equal_teacher_forward_and_are_usable_as_targets(teacher_and_batch):
+    teacher, batch = teacher_and_batch
+    with torch.no_grad():
+        reference = teacher(
+            batch["teacher_query_input_ids"],
+            batch["teacher_query_attention_mask"],
+            batch["teacher_passage_input_ids"],
+            batch["teacher_passage_attention_mask"],
+        ).scores
+    tokens = teacher_token_embeddings(teacher, batch, "float32")
+    matrix = in_batch_teacher_scores(teacher, batch, gather=False, tokens=tokens)
+    pairs = pairwise_teacher_scores(teacher, batch, num_negatives=1, tokens=tokens)
+    torch.testing.assert_close(matrix, reference, atol=1e-4, rtol=0)
+    b = reference.shape[0]
+    hand_pairs = torch.stack(
+        [reference[torch.arange(b), torch.arange(b)], reference[torch.arange(b), b + torch.arange(b)]], 1
+    )
+    torch.testing.assert_close(pairs, hand_pairs, atol=1e-4, rtol=0)
+    student = torch.zeros_like(matrix, requires_grad=True)  # an inference tensor here would fail in backward
+    (torch.softmax(matrix, -1) * torch.log_softmax(student, -1)).sum().backward()
+    assert student.grad is not None
+
+
+def test_resolve_teacher_dtype():
+    cpu = torch.device("cpu")
+    assert resolve_teacher_dtype("float32", cpu) == torch.float32
+    assert resolve_teacher_dtype("bfloat16", cpu) == torch.bfloat16
+    assert resolve_teacher_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
+    with pytest.raises(ValueError, match="GPU"):
+        resolve_teacher_dtype("float16", cpu)
+    with pytest.raises(ValueError, match="teacher_dtype"):
+        resolve_teacher_dtype("int8", cpu)
+
+
+def test_float32_teacher_stays_float32_inside_an_outer_bf16_autocast(teacher_and_batch):
+    teacher, batch = teacher_and_batch
+    plain = teacher_token_embeddings(teacher, batch, "float32").passages
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = teacher_token_embeddings(teacher, batch, "float32").passages
+    torch.testing.assert_close(inside, plain, atol=1e-6, rtol=0)
