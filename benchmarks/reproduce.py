@@ -53,7 +53,7 @@ DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METRICS = ("nDCG@10", "RR@10", "R@100")
 STUDENT_VARIANTS = ("none", "pairwise", "in_batch")
 HN_VARIANTS = ("tct_hn", "tct_hn_plus")
-FULL = {"seeds": 3, "teacher_steps": 40, "student_steps": 40, "hn_steps": 24}
+FULL = {"seeds": 3, "teacher_steps": 48, "student_steps": 48, "hn_steps": 32}
 QUICK = {"seeds": 1, "teacher_steps": 12, "student_steps": 12, "hn_steps": 8}
 
 
@@ -67,7 +67,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--student-steps", type=int, default=None, help="steps of each student variant")
     parser.add_argument("--hn-steps", type=int, default=None, help="further steps of the TCT student on HN / HN+")
     parser.add_argument("--batch-size", type=int, default=16, help="queries per batch (each with 1 positive, 1 neg.)")
-    parser.add_argument("--student-lr", type=float, default=3e-5, help="student learning rate")
+    parser.add_argument("--student-lr", type=float, default=5e-5, help="student learning rate")
     parser.add_argument("--teacher-lr", type=float, default=5e-5, help="teacher learning rate")
     parser.add_argument("--temperature", type=float, default=0.25, help="KD teacher temperature (paper: 0.25)")
     parser.add_argument("--passage-max-length", type=int, default=150, help="passage tokens after the prefix")
