@@ -53,7 +53,7 @@ DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METRICS = ("nDCG@10", "RR@10", "R@100")
 STUDENT_VARIANTS = ("none", "pairwise", "in_batch")
 HN_VARIANTS = ("tct_hn", "tct_hn_plus")
-FULL = {"seeds": 3, "teacher_steps": 48, "student_steps": 48, "hn_steps": 32}
+FULL = {"seeds": 3, "teacher_steps": 40, "student_steps": 40, "hn_steps": 24}
 QUICK = {"seeds": 1, "teacher_steps": 12, "student_steps": 12, "hn_steps": 8}
 
 
