@@ -10,6 +10,7 @@ from tct_hf import ColBERTModel
 from tct_hf.data import TCTCollator
 from tct_hf.training.teacher import (
     encode_passages_in_length_buckets,
+    float32_projection,
     in_batch_teacher_scores,
     pairwise_teacher_scores,
     resolve_teacher_dtype,
@@ -80,3 +81,14 @@ def test_float32_teacher_stays_float32_inside_an_outer_bf16_autocast(teacher_and
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = teacher_token_embeddings(teacher, batch, "float32").passages
     torch.testing.assert_close(inside, plain, atol=1e-6, rtol=0)
+
+
+def test_projection_runs_in_float32_under_autocast_and_is_restored(teacher_and_batch):
+    teacher, _ = teacher_and_batch
+    linear = teacher.linear
+    hidden = torch.randn(2, 3, linear.in_features)
+    with torch.autocast("cpu", dtype=torch.bfloat16), float32_projection(teacher):
+        projected = teacher.linear(hidden)
+    assert teacher.linear is linear
+    assert projected.dtype == torch.float32
+    torch.testing.assert_close(projected, linear(hidden), atol=1e-6, rtol=0)

