@@ -58,6 +58,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="Autocast dtype of every variant.")
     parser.add_argument("--model", default=None, help="Model directory (default: all-MiniLM-L6-v2).")
     parser.add_argument(
+        "--tokenizer", default=None, help="Tokenizer dir for --random-bert-base (default: all-MiniLM-L6-v2's)."
+    )
+    parser.add_argument(
         "--random-bert-base", action="store_true", help="BERT-base-sized random model (768 x 12 layers) instead."
     )
     args = parser.parse_args(argv)
@@ -80,7 +83,7 @@ def build_student_directory(args: argparse.Namespace, directory: Path) -> str:
 
     source = Path(args.model) if args.model else minilm_directory()
     if args.random_bert_base:
-        tokenizer = AutoTokenizer.from_pretrained(str(minilm_directory()))
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or str(minilm_directory()))
         config = BertConfig(
             vocab_size=tokenizer.vocab_size,
             hidden_size=768,

@@ -76,6 +76,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--student-dtype", choices=TEACHER_DTYPES, default="float32", help="Autocast of the student (GPU: bfloat16)."
     )
+    parser.add_argument(
+        "--tokenizer", default=None, help="Tokenizer dir for --random-bert-base (default: all-MiniLM-L6-v2's)."
+    )
     parser.add_argument("--random-bert-base", action="store_true", help="BERT-base-sized random models.")
     parser.add_argument("--fidelity-only", action="store_true", help="Only the bf16 vs fp32 teacher KL (no timing).")
     parser.add_argument("--skip-cross-encoder", action="store_true", help="Leave the cross-encoder variants out.")
@@ -99,7 +102,7 @@ def build_models(args: argparse.Namespace):
     """(student, ColBERT teacher, cross-encoder, cross-encoder tokenizer, description) on the CPU."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_directory()))
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or str(minilm_directory()))
     if args.random_bert_base:
         sizes = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
         student = TCTModel(BertConfig(vocab_size=tokenizer.vocab_size, **sizes))
