@@ -442,6 +442,45 @@ def with_fixed_baselines(per_seed: list[dict[str, Any]], fixed: dict[str, dict[s
     return [{**seed, "metrics": {**fixed, **seed["metrics"]}} for seed in per_seed]
 
 
+def provenance() -> dict[str, Any]:
+    """Date, CPU model and git commit (with a dirty flag) of this run, for the results table."""
+    import datetime
+    import platform
+    import subprocess
+
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").is_file()
+        else platform.processor()
+    )
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "tct_hf", "benchmarks/reproduce.py"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
+    except OSError:
+        commit, dirty = "", False
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "git_commit": commit,
+        "library_or_script_modified": dirty,
+    }
+
+
 def write_atomically(text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -509,7 +548,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "train_queries": list(data["train_queries"]),
             "test_queries": list(data["test_queries"]),
         },
-        "machine": {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "bf16": config.bf16},
+        "machine": {
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "bf16": config.bf16,
+            "load_average_at_end": os.getloadavg(),
+            **provenance(),
+        },
         "fixed": fixed,
         "per_seed": per_seed,
         "summary": summarize(everything),
