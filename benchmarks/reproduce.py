@@ -32,6 +32,7 @@ Output: one JSON object on stdout (config, per-seed metrics, summaries, t-tests,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -497,6 +498,14 @@ def write_atomically(text: str, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run everything; stdout receives exactly one JSON object (Trainer's log lines are sent to stderr)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run(argv)
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
     # 1. Arguments and environment.
     config = parse_arguments(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -561,10 +570,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "t_tests_nDCG@10": paired_tests(everything),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    text = json.dumps(result, indent=1)
     if config.output is not None:
-        write_atomically(text + "\n", config.output)
-    print(text, flush=True)
+        write_atomically(json.dumps(result, indent=1) + "\n", config.output)
     logger.info("done in %.0f s", result["wall_seconds"])
     return result
 
