@@ -96,7 +96,7 @@ def synchronize(device) -> None:
 
 
 def interleaved_timings(
-    variants: Mapping[str, Callable[[], Any]], repeats: int = 7, warmup: int = 1, device=None
+    variants: Mapping[str, Callable[[], Any]], repeats: int = 7, warmup: int = 1, device=None, clock: str = "wall"
 ) -> dict[str, list[float]]:
     """Seconds of each call of each variant, timed in interleaved rounds (order reversed every other round).
 
@@ -105,9 +105,15 @@ def interleaved_timings(
         repeats: timed calls per variant.
         warmup: untimed calls per variant first (allocators, autotuning, caches).
         device: synchronised before and after each call when it is a CUDA device.
+        clock: ``"wall"`` (``time.perf_counter``) or ``"process"`` (``time.process_time``: CPU seconds of this
+            process, all threads). On a CPU shared with other jobs, process time with ONE torch thread measures the
+            work itself, not the waiting for a core; with several threads it also counts OpenMP spin-waiting.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if clock not in ("wall", "process"):
+        raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
+    timer = time.perf_counter if clock == "wall" else time.process_time
     names = list(variants)
     for _ in range(warmup):
         for name in names:
@@ -120,11 +126,11 @@ def interleaved_timings(
         for name in order:
             if device is not None:
                 synchronize(device)
-            start = time.perf_counter()
+            start = timer()
             variants[name]()
             if device is not None:
                 synchronize(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timer() - start)
     return times
 
 

@@ -80,6 +80,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--tokenizer", default=None, help="Tokenizer dir for --random-bert-base (default: all-MiniLM-L6-v2's)."
     )
     parser.add_argument("--random-bert-base", action="store_true", help="BERT-base-sized random models.")
+    parser.add_argument(
+        "--clock",
+        choices=("auto", "wall", "process"),
+        default="auto",
+        help="auto: process CPU time on CPU with 1 thread (robust on a shared machine), else wall time.",
+    )
     parser.add_argument("--fidelity-only", action="store_true", help="Only the bf16 vs fp32 teacher KL (no timing).")
     parser.add_argument("--skip-cross-encoder", action="store_true", help="Leave the cross-encoder variants out.")
     args = parser.parse_args(argv)
@@ -291,7 +297,9 @@ def main(argv: list[str] | None = None) -> None:
         model.to(device)
     models[0].train()
     models[2].eval().requires_grad_(False)
-    log(f"{models[4]} on {device}; main batch {args.batch_size}, scaling {args.scaling_batch_sizes}")
+    if args.clock == "auto":
+        args.clock = "process" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall"
+    log(f"{models[4]} on {device}; batch {args.batch_size}, scaling {args.scaling_batch_sizes}, {args.clock} clock")
     result: dict = {
         "benchmark": "train_step",
         "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else _argv()),
@@ -301,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         "auto_teacher_dtype_here": str(resolve_teacher_dtype("auto", device)).replace("torch.", ""),
         "lengths": {"query": args.query_max_length, "passage": args.passage_max_length, "prefix": 4},
         "num_negatives": args.num_negatives,
+        "clock": args.clock,
     }
     with tempfile.TemporaryDirectory() as output_dir:
         bench = StepBench(args, device, models, args.batch_size, output_dir)
@@ -312,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         steps = bench.variants()
         log(f"timing {len(steps)} variants at batch {args.batch_size}: {list(steps)}")
-        times = interleaved_timings(steps, repeats=args.repeats, warmup=args.warmup, device=device)
+        times = interleaved_timings(steps, repeats=args.repeats, warmup=args.warmup, device=device, clock=args.clock)
         medians = {name: summarize(values) for name, values in times.items()}
         base = medians["none"]["median_s"]
         result["main"] = {
@@ -330,7 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         for batch_size in args.scaling_batch_sizes:
             bench = StepBench(args, device, models, batch_size, output_dir)
             names = ["none", "in_batch_colbert_fp32", "in_batch_colbert_bf16"]
-            times = interleaved_timings(bench.variants(names), repeats=args.repeats, warmup=args.warmup, device=device)
+            times = interleaved_timings(
+                bench.variants(names), repeats=args.repeats, warmup=args.warmup, device=device, clock=args.clock
+            )
             row = {name: summarize(values)["median_s"] for name, values in times.items()}
             scaling[str(batch_size)] = {
                 "median_step_s": row,
