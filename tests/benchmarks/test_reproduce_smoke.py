@@ -7,7 +7,9 @@ per training, with the JSON's bookkeeping checked against independent recomputat
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import math
 import random
@@ -120,25 +122,28 @@ def smoke_result(tmp_path_factory):
     data_dir = write_tiny_cranfield(root / "data")
     output = root / "out" / "result.json"
     module = load_script()
+    stdout = io.StringIO()
     # fmt: off
-    result = module.main([
+    with contextlib.redirect_stdout(stdout):
+        result = module.main([
         "--quick", "--backbone", str(backbone), "--data-dir", str(data_dir), "--train-queries", "8",
         "--teacher-steps", "2", "--student-steps", "2", "--hn-steps", "2", "--batch-size", "4",
         "--passage-max-length", "24", "--query-max-length", "8", "--output", str(output),
-    ])
+        ])
     # fmt: on
-    return result, output
+    return result, output, stdout.getvalue()
 
 
 @pytest.mark.slow
-def test_output_file_equals_returned_json(smoke_result):
-    result, output = smoke_result
+def test_stdout_and_output_file_hold_exactly_the_json(smoke_result):
+    result, output, stdout = smoke_result
     assert json.loads(output.read_text()) == json.loads(json.dumps(result))
+    assert json.loads(stdout) == json.loads(json.dumps(result))  # one object, no Trainer log line
 
 
 @pytest.mark.slow
 def test_split_is_disjoint_and_sized(smoke_result):
-    result, _ = smoke_result
+    result, _, _ = smoke_result
     train, test = result["data"]["train_queries"], result["data"]["test_queries"]
     assert len(train) == 8 and len(test) == 4
     assert not set(train) & set(test)
@@ -148,7 +153,7 @@ def test_split_is_disjoint_and_sized(smoke_result):
 
 @pytest.mark.slow
 def test_every_variant_trained_and_evaluated(smoke_result):
-    result, _ = smoke_result
+    result, _, _ = smoke_result
     (seed,) = result["per_seed"]
     for variant in VARIANTS:
         assert seed["timings"][variant]["steps"] == 2
@@ -164,7 +169,7 @@ def test_every_variant_trained_and_evaluated(smoke_result):
 
 @pytest.mark.slow
 def test_summary_and_t_test_match_hand_formulas(smoke_result):
-    result, _ = smoke_result
+    result, _, _ = smoke_result
     (seed,) = result["per_seed"]
     for variant in VARIANTS:
         assert result["summary"][variant]["nDCG@10"] == {"mean": seed["metrics"][variant]["nDCG@10"], "std": 0.0}
