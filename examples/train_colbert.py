@@ -20,7 +20,7 @@ from transformers import set_seed
 
 from tct_hf import ColBERTModel
 from tct_hf.data import TCTCollator
-from tct_hf.training import ColBERTTrainer, ColBERTTrainingArguments, evaluate_teacher
+from tct_hf.training import ColBERTTrainer, ColBERTTrainingArguments, end_training, evaluate_teacher
 
 
 @dataclass
@@ -33,7 +33,7 @@ class TeacherArguments:
 
 
 COLBERT_DEMO_DEFAULTS = {
-    **{k: v for k, v in DEMO_DEFAULTS.items() if k != "teacher_dtype"},
+    **DEMO_DEFAULTS,
     "output_dir": "outputs/colbert-demo",
     "max_steps": 60,
     "learning_rate": 5e-5,
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
             results["teacher_after"] = evaluate_teacher(teacher, dev, dtype=eval_dtype)
         trainer.save_model(args.output_dir)
         print(json.dumps(results, indent=2), flush=True)
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    end_training(trainer)
     return results
 
 

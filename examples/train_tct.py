@@ -45,6 +45,7 @@ from tct_hf.training import (
     RetrievalEvaluationCallback,
     TCTTrainer,
     TCTTrainingArguments,
+    end_training,
     evaluate_student,
     evaluate_teacher,
 )
@@ -133,7 +134,6 @@ DEMO_DEFAULTS = {
     "dataloader_drop_last": True,
     "use_cpu": not torch.cuda.is_available(),
     "bf16": fast_bf16(),
-    "teacher_dtype": "bfloat16" if fast_bf16() else "float32",
 }
 
 
@@ -356,8 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
                     metrics=results.get("teacher"),
                 )
                 print("uploaded:", push_model_dir(teacher_dir, model_args.push_teacher_to_hub, card=teacher_card))
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    end_training(trainer)
     return results
 
 

@@ -3,6 +3,7 @@
 from .arguments import PAPER_DEFAULTS, ColBERTTrainingArguments, TCTTrainingArguments
 from .colbert_trainer import ColBERTTrainer
 from .retrieval_eval import DevSet, RetrievalEvaluationCallback, evaluate_student, evaluate_teacher
+from .shutdown import end_training
 from .trainer import TCTTrainer
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DevSet",
     "RetrievalEvaluationCallback",
     "TCTTrainer",
+    "end_training",
     "TCTTrainingArguments",
     "evaluate_student",
     "evaluate_teacher",

@@ -70,15 +70,14 @@ class TCTTrainingArguments(TrainingArguments):
         metadata={"help": "Never count a copy of a query's positive, or a repeated passage, as an extra negative."},
     )
     teacher_dtype: str = field(
-        default="float32",
+        default="auto",
         metadata={
             "help": "Autocast dtype of the frozen teacher's encoder (MaxSim and the 128-d projection stay float32): "
-            "float32, bfloat16, float16 or auto (= bfloat16 where the hardware runs it natively: CUDA with bf16, or a "
-            "CPU with avx512_bf16/AMX; else float32). benchmarks/train_step.py measured the bf16 teacher's fidelity "
-            "cost, the mean row KL between the fp32 and bf16 teachers' softmax(scores/0.25), at 7.9e-4 to 8.9e-4 "
-            "(batches 32-96, MiniLM backbone): under issue 5's 1e-3 bound, so auto is the recommended setting for "
-            "speed (benchmarks/RESULTS.md). The default stays float32 because bf16 targets depend on how passages "
-            "are batched (rounding), which breaks exact equalities such as 2 processes x B/2 = 1 process x B."
+            "float32, bfloat16, float16 or auto (default: bfloat16 where the hardware runs it natively, CUDA with "
+            "bf16 or a CPU with avx512_bf16/AMX, else float32). benchmarks/train_step.py measured the bf16 teacher's "
+            "fidelity cost, the mean row KL between the fp32 and bf16 teachers' softmax(scores/0.25), at 7.9e-4 to "
+            "8.9e-4 (batches 32-96): under the 1e-3 bound we set, for a cheaper step (benchmarks/RESULTS.md). "
+            "Use float32 for bit-level comparisons (bf16 rounding depends on how passages are batched)."
         },
     )
     remove_unused_columns: bool = field(
