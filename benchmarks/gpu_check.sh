@@ -49,6 +49,10 @@ EOF
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "environment incomplete: see $OUT/environment.txt"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia_smi.txt" 2>&1
 
+# 2b. Correctness on the GPU: teacher placement, bf16 training, GPU vs CPU vectors. ~20 seconds.
+timeout 120 "$PY" benchmarks/gpu_smoke.py > "$OUT/gpu_smoke.json" 2> "$OUT/gpu_smoke.log"
+echo "gpu_smoke rc=$?"; cat "$OUT/gpu_smoke.json"
+
 TOKENIZER=()
 [ -d .whl/minilm_tokenizer ] && TOKENIZER=(--tokenizer .whl/minilm_tokenizer)
 

@@ -14,8 +14,7 @@ from tct_hf import TCTConfig, TCTModel
 QUERIES = ["what is the boiling temperature of water", "paris", "how does a wing produce low pressure air flow"]
 PASSAGES = [
     "water boils at high temperature in the city of paris.",
-    "the boundary layer on a wing surface has low speed flow and high pressure; shock waves form at high speed. "
-    * 3,
+    "the boundary layer on a wing surface has low speed flow and high pressure; shock waves form at high speed. " * 3,
     "music",
 ]
 TITLES = ["water", "wing theory", ""]

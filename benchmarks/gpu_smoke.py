@@ -1,0 +1,62 @@
+"""GPU smoke check (run by gpu_check.sh): the trainer places the frozen teacher on the GPU and trains in bf16, and the
+student's GPU vectors (fp32 and bf16 autocast) agree with its CPU vectors. Prints one JSON object."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from datasets import Dataset  # noqa: E402
+from utils import WORDS, write_tiny_bert  # noqa: E402
+
+from tct_hf import ColBERTModel, TCTModel  # noqa: E402
+from tct_hf.data import TCTCollator  # noqa: E402
+from tct_hf.training import TCTTrainer, TCTTrainingArguments  # noqa: E402
+from tct_hf.training.teacher import resolve_teacher_dtype  # noqa: E402
+
+
+def main() -> dict:
+    assert torch.cuda.is_available(), "no GPU"
+    root = Path(tempfile.mkdtemp())
+    student_dir = write_tiny_bert(root / "student", seed=1)
+    teacher_dir = write_tiny_bert(root / "teacher", seed=2)
+    student = TCTModel.from_pretrained(student_dir)
+    teacher = ColBERTModel.from_pretrained(teacher_dir, convention="tct", dim=16)
+    texts = [" ".join(WORDS[i : i + 9]) for i in range(0, 200, 3)]
+    cpu = student.encode_passages(texts)
+    student.to("cuda")
+    gpu = student.encode_passages(texts)
+    gpu_bf16 = student.encode_passages(texts, dtype=torch.bfloat16)
+    rows = [{"query": " ".join(t.split()[:3]), "positive": t, "negatives": [texts[(i + 7) % len(texts)]]}
+            for i, t in enumerate(texts)]  # fmt: skip
+    args = TCTTrainingArguments(
+        output_dir=str(root / "out"), max_steps=20, per_device_train_batch_size=16, learning_rate=1e-3, bf16=True,
+        report_to="none", save_strategy="no", logging_steps=5, disable_tqdm=True, query_max_length=8,
+        passage_max_length=16,
+    )  # fmt: skip
+    collator = TCTCollator(student, teacher, query_max_length=8, passage_max_length=16)
+    trainer = TCTTrainer(model=student, teacher=teacher, args=args, train_dataset=Dataset.from_list(rows),
+                         data_collator=collator)  # fmt: skip
+    start = time.perf_counter()
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "max_abs_diff_gpu_fp32_vs_cpu": float(abs(gpu - cpu).max()),
+        "max_abs_diff_gpu_bf16_vs_cpu": float(abs(gpu_bf16 - cpu).max()),
+        "teacher_device": str(next(trainer.teacher.parameters()).device),
+        "teacher_dtype": str(resolve_teacher_dtype(args.teacher_dtype, torch.device("cuda"))),
+        "losses": losses,
+        "train_seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
