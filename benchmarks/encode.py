@@ -81,7 +81,6 @@ def build_student_directory(args: argparse.Namespace, directory: Path) -> str:
     """Save the benchmarked student (TCT conventions) to `directory`; returns a short model description."""
     from transformers import AutoTokenizer, BertConfig
 
-    source = Path(args.model) if args.model else minilm_directory()
     if args.random_bert_base:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or str(minilm_directory()))
         config = BertConfig(
@@ -95,6 +94,7 @@ def build_student_directory(args: argparse.Namespace, directory: Path) -> str:
         student.tokenizer = tokenizer
         description = "random BERT-base (768 x 12 layers, MiniLM tokenizer)"
     else:
+        source = Path(args.model) if args.model else minilm_directory()
         student = TCTModel.from_pretrained(str(source))
         description = f"{source.parent.name if source.name == 'model' else source.name} as a tct_hf student"
     student.save_pretrained(str(directory))

@@ -29,7 +29,7 @@ def main() -> dict:
     teacher_dir = write_tiny_bert(root / "teacher", seed=2)
     student = TCTModel.from_pretrained(student_dir)
     teacher = ColBERTModel.from_pretrained(teacher_dir, convention="tct", dim=16)
-    texts = [" ".join(WORDS[i : i + 9]) for i in range(0, 200, 3)]
+    texts = [" ".join(WORDS[i : i + 9]) for i in range(0, len(WORDS) - 9, 3)]
     cpu = student.encode_passages(texts)
     student.to("cuda")
     gpu = student.encode_passages(texts)
