@@ -158,11 +158,14 @@ def encode_passages_in_length_buckets(
 
 
 def teacher_token_embeddings(
-    teacher, inputs: dict[str, Tensor], dtype_name: str = "float32", length_buckets: int = DEFAULT_LENGTH_BUCKETS
+    teacher, inputs: dict[str, Tensor], dtype_name: str = "float32", length_buckets: int | None = None
 ) -> TeacherTokens:
     """Query and passage token embeddings of the local batch, float32 whatever the autocast dtype (inference mode:
-    use them for scoring only)."""
+    use them for scoring only). `length_buckets` defaults to 4 on CPU (less padding) and 1 on accelerators (one large
+    launch beats several small ones there)."""
     device = inputs["teacher_query_input_ids"].device
+    if length_buckets is None:
+        length_buckets = DEFAULT_LENGTH_BUCKETS if device.type == "cpu" else 1
     with torch.inference_mode(), teacher_autocast(dtype_name, device), float32_projection(teacher):
         q, q_mask = teacher.encode_query_tokens(
             inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
