@@ -324,8 +324,8 @@ def run_merge_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from tct_hf.data.run_files import read_queries, write_run
     from tct_hf.retrieval.index import load_index
-    from tct_hf.retrieval.run_files import read_queries, write_run
     from tct_hf.retrieval.search import search
 
     index = load_index(args.index)
@@ -342,8 +342,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_bm25(args: argparse.Namespace) -> int:
     from tct_hf.data.msmarco import load_collection
+    from tct_hf.data.run_files import read_queries, write_run
     from tct_hf.retrieval.bm25 import bm25_search
-    from tct_hf.retrieval.run_files import read_queries, write_run
 
     _require_file(args.corpus, "--corpus")
     queries = read_queries(args.queries)
@@ -359,8 +359,8 @@ def run_bm25(args: argparse.Namespace) -> int:
 
 
 def run_fuse(args: argparse.Namespace) -> int:
+    from tct_hf.data.run_files import read_run, write_run
     from tct_hf.retrieval.fuse import fuse
-    from tct_hf.retrieval.run_files import read_run, write_run
 
     dense, sparse = read_run(args.dense), read_run(args.sparse)
     fused = fuse(
@@ -371,8 +371,8 @@ def run_fuse(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from tct_hf.data.run_files import read_qrels, read_run
     from tct_hf.evaluation.metrics import evaluate_run
-    from tct_hf.retrieval.run_files import read_qrels, read_run
 
     run, qrels = read_run(args.run), read_qrels(args.qrels)
     result = evaluate_run(run, qrels, metrics=args.metrics, per_query=args.per_query, complete=not args.skip_missing)
@@ -384,9 +384,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_mine_negatives(args: argparse.Namespace) -> int:
+    from tct_hf.data.run_files import read_qrels, read_queries
     from tct_hf.retrieval.index import load_index
     from tct_hf.retrieval.mining import mine_hard_negatives, save_mined_negatives
-    from tct_hf.retrieval.run_files import read_qrels, read_queries
 
     _require_file(args.corpus, "--corpus")
     index = load_index(args.index)

@@ -19,9 +19,9 @@ from sentence_transformers.sentence_transformer.modules import Pooling, Transfor
 from utils import write_tiny_bert
 
 from tct_hf.cli import main
+from tct_hf.data.run_files import read_run
 from tct_hf.retrieval.encoders import load_encoder
 from tct_hf.retrieval.index import load_index
-from tct_hf.retrieval.run_files import read_run
 
 DOCS = [
     "the river flow of water",
@@ -305,12 +305,15 @@ def bad_inputs(work: Path, tmp: Path) -> dict[str, tuple[list, str]]:
         "not a checkpoint": (["encode", "--model", tmp / "not_a_model", *encode[3:]], "not a model checkpoint"),
         "index exists": ([*encode[:6], work / "index"], "--overwrite"),
         "dimension mismatch": (["search", "--model", work / "bert48", *search[3:]], "dimension 48"),
-        "malformed queries": ([*search[:6], tmp / "bad_queries.tsv", *search[7:]], "bad_queries.tsv, line 1"),
+        "malformed queries": ([*search[:6], tmp / "bad_queries.tsv", *search[7:]], "bad_queries.tsv:1:"),
         "alpha not a number": (
             ["fuse", "--dense", "a", "--sparse", "b", "--alpha", "x", "--output", "o"],
             "'x' is not a number",
         ),
-        "malformed run": (["evaluate", "--run", tmp / "bad_run.trec", "--qrels", work / "qrels.txt"], "line 2"),
+        "malformed run": (
+            ["evaluate", "--run", tmp / "bad_run.trec", "--qrels", work / "qrels.txt"],
+            "bad_run.trec:2:",
+        ),
         "missing qrels": (["evaluate", "--run", tmp / "good_run.trec", "--qrels", tmp / "nope.txt"], "nope.txt"),
         "depth zero": (
             [

@@ -4,13 +4,21 @@
 from .collator import TCTCollator, passage_id
 from .errors import DataFormatError
 from .lookup import TextLookup
-from .msmarco import load_collection, load_qrels, load_queries, load_run, qrels_to_dict
+from .msmarco import load_collection, load_qrels, load_queries, qrels_to_dict
+from .run_files import Qrels, Run, RunFormatError, read_qrels, read_queries, read_run, write_run
 from .sample_files import sample_paths
 from .training_examples import build_training_examples
 from .training_format import load_hub_dataset, load_mined_negatives, to_training_format
 from .triples import load_id_triples, load_text_triples
 
 __all__ = [
+    "Qrels",
+    "Run",
+    "RunFormatError",
+    "read_qrels",
+    "read_queries",
+    "read_run",
+    "write_run",
     "DataFormatError",
     "TCTCollator",
     "TextLookup",
@@ -21,7 +29,6 @@ __all__ = [
     "load_mined_negatives",
     "load_qrels",
     "load_queries",
-    "load_run",
     "load_text_triples",
     "passage_id",
     "qrels_to_dict",

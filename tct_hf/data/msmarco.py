@@ -28,13 +28,13 @@ from pathlib import Path
 from datasets import Dataset, Features, Value
 
 from .errors import DataFormatError
+from .run_files import read_qrels
 from .text_files import (
     EMPTY_TEXT_POLICIES,
     LineIssues,
     cache_key,
     check_option,
     iter_jsonl_records,
-    iter_lines,
     iter_tsv_rows,
     open_binary,
     write_cached_dataset,
@@ -150,58 +150,18 @@ def load_queries(
 QRELS_FEATURES = Features({"query_id": Value("string"), "doc_id": Value("string"), "relevance": Value("int32")})
 
 
-def iter_qrels(path: str | Path) -> Iterator[tuple[str, str, int]]:
-    """Yield `(query_id, doc_id, relevance)` from a TREC (4-column) or 2-column qrels file."""
-    issues = LineIssues(str(path))
-    expected: int | None = None
-    for line_number, line in iter_lines(path, "strict", issues):
-        fields = line.split()
-        if not fields:
-            raise DataFormatError(path, line_number, "empty line", "remove blank lines from the qrels file")
-        if expected is None:
-            expected = len(fields)
-            if expected not in (2, 4):
-                raise DataFormatError(
-                    path,
-                    line_number,
-                    f"expected 4 columns (qid iteration docid relevance) or 2 (qid docid), found {expected}",
-                    "write TREC qrels lines `qid 0 docid relevance`",
-                )
-        if len(fields) != expected:
-            raise DataFormatError(
-                path,
-                line_number,
-                f"expected {expected} columns like the first line, found {len(fields)}",
-                "use one qrels format for the whole file",
-            )
-        if expected == 2:
-            yield fields[0], fields[1], 1
-            continue
-        try:
-            relevance = int(fields[3])
-        except ValueError:
-            raise DataFormatError(
-                path, line_number, f"relevance {fields[3]!r} is not an integer", "write an integer grade (0, 1, 2, 3)"
-            ) from None
-        yield fields[0], fields[2], relevance
-
-
 def load_qrels(path: str | Path) -> Dataset:
-    """Relevance judgements as a `Dataset` with columns `query_id`, `doc_id` (strings), `relevance` (int32).
+    """Relevance judgements as a `Dataset` with columns `query_id`, `doc_id` (strings), `relevance` (int32), read by
+    `read_qrels` (TREC 4-column or MS MARCO 2-column; errors name file and line).
 
     Example:
         >>> qrels = load_qrels("qrels.dev.small.tsv")           # doctest: +SKIP
         >>> qrels_to_dict(qrels)["1048585"]                      # doctest: +SKIP
         {'7187158': 1}
     """
-    query_ids, doc_ids, relevances = [], [], []
-    for query_id, doc_id, relevance in iter_qrels(path):
-        query_ids.append(query_id)
-        doc_ids.append(doc_id)
-        relevances.append(relevance)
-    return Dataset.from_dict(
-        {"query_id": query_ids, "doc_id": doc_ids, "relevance": relevances}, features=QRELS_FEATURES
-    )
+    rows = [(qid, docid, rel) for qid, judged in read_qrels(path).items() for docid, rel in judged.items()]
+    columns = {"query_id": [r[0] for r in rows], "doc_id": [r[1] for r in rows], "relevance": [r[2] for r in rows]}
+    return Dataset.from_dict(columns, features=QRELS_FEATURES)
 
 
 def qrels_to_dict(qrels: Dataset | str | Path | dict) -> dict[str, dict[str, int]]:
@@ -209,41 +169,8 @@ def qrels_to_dict(qrels: Dataset | str | Path | dict) -> dict[str, dict[str, int
     if isinstance(qrels, dict):
         return qrels
     if isinstance(qrels, (str, Path)):
-        qrels = load_qrels(qrels)
+        return read_qrels(qrels)
     result: dict[str, dict[str, int]] = {}
     for query_id, doc_id, relevance in zip(qrels["query_id"], qrels["doc_id"], qrels["relevance"]):
         result.setdefault(query_id, {})[doc_id] = int(relevance)
     return result
-
-
-def load_run(path: str | Path) -> dict[str, dict[str, float]]:
-    """A ranking as `{query_id: {doc_id: score}}` from a TREC run (`qid Q0 docid rank score tag`) or an
-    MS MARCO run (`qid<TAB>pid<TAB>rank`, score = -rank so that higher is better)."""
-    run: dict[str, dict[str, float]] = {}
-    expected: int | None = None
-    issues = LineIssues(str(path))
-    for line_number, line in iter_lines(path, "strict", issues):
-        fields = line.split()
-        if expected is None:
-            expected = len(fields)
-            if expected not in (3, 6):
-                raise DataFormatError(
-                    path,
-                    line_number,
-                    f"expected 6 columns (qid Q0 docid rank score tag) or 3 (qid pid rank), found {expected}",
-                    "write a TREC run file",
-                )
-        if len(fields) != expected:
-            raise DataFormatError(
-                path,
-                line_number,
-                f"expected {expected} columns like the first line, found {len(fields)}",
-                "use one run format for the whole file",
-            )
-        try:
-            score = float(fields[4]) if expected == 6 else -float(fields[2])
-        except ValueError:
-            raise DataFormatError(path, line_number, "the score/rank is not a number", "write a number") from None
-        doc_id = fields[2] if expected == 6 else fields[1]
-        run.setdefault(fields[0], {})[doc_id] = score
-    return run

@@ -24,7 +24,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from .lookup import as_lookup
-from .msmarco import load_run, qrels_to_dict
+from .msmarco import qrels_to_dict
+from .run_files import read_run
 from .triples import ID_TRIPLE_FEATURES
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def build_training_examples(
     if num_negatives < 1 or depth < 1:
         raise ValueError(f"num_negatives and depth must be >= 1, got {num_negatives} and {depth}")
     judgements = qrels_to_dict(qrels)
-    run = load_run(negatives_run) if isinstance(negatives_run, (str, Path)) else negatives_run
+    run = read_run(negatives_run) if isinstance(negatives_run, (str, Path)) else negatives_run
     passages = as_lookup(collection, "collection")
     query_texts = as_lookup(queries, "queries")
     rng = random.Random(seed)

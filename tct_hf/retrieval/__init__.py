@@ -33,10 +33,10 @@ _EXPORTS = {
     "bm25_search": "tct_hf.retrieval.bm25",
     "mine_hard_negatives": "tct_hf.retrieval.mining",
     "save_mined_negatives": "tct_hf.retrieval.mining",
-    "read_run": "tct_hf.retrieval.run_files",
-    "write_run": "tct_hf.retrieval.run_files",
-    "read_qrels": "tct_hf.retrieval.run_files",
-    "read_queries": "tct_hf.retrieval.run_files",
+    "read_run": "tct_hf.data.run_files",
+    "write_run": "tct_hf.data.run_files",
+    "read_qrels": "tct_hf.data.run_files",
+    "read_queries": "tct_hf.data.run_files",
     "evaluate_run": "tct_hf.evaluation.metrics",
 }
 

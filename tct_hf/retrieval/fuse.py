@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .run_files import Run, ranked_order
+from ..data.run_files import Run, ranked_order
 
 logger = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ TRAINING_COLUMNS = ("query_id", "query", "positive_id", "positive", "negative_id
 
 def _as_queries(queries: Mapping[str, str] | str | Path) -> dict[str, str]:
     if isinstance(queries, (str, Path)):
-        from tct_hf.retrieval.run_files import read_queries
+        from tct_hf.data.run_files import read_queries
 
         return read_queries(queries)
     return {str(qid): text for qid, text in queries.items()}
@@ -60,7 +60,7 @@ def _as_queries(queries: Mapping[str, str] | str | Path) -> dict[str, str]:
 
 def _as_qrels(qrels: Mapping[str, Mapping[str, int]] | str | Path) -> dict[str, dict[str, int]]:
     if isinstance(qrels, (str, Path)):
-        from tct_hf.retrieval.run_files import read_qrels
+        from tct_hf.data.run_files import read_qrels
 
         return read_qrels(qrels)
     return {str(qid): {str(docid): int(rel) for docid, rel in judged.items()} for qid, judged in qrels.items()}
@@ -150,7 +150,7 @@ def mine_hard_negatives(
     )
     run = search(index, embeddings, mined_qids, k=depth)
 
-    from tct_hf.retrieval.run_files import sort_run
+    from tct_hf.data.run_files import sort_run
 
     ranked = sort_run(run, k=depth)
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from tct_hf.data import DataFormatError, load_collection, load_qrels, load_queries, load_run, qrels_to_dict
+from tct_hf.data import DataFormatError, load_collection, load_qrels, load_queries, qrels_to_dict, read_run
 
 QUIRKY_ROWS = [
     ("0", 'He said "hello and left'),  # unbalanced quote: a csv reader with default quoting breaks here
@@ -143,5 +143,5 @@ def test_run_trec_and_msmarco(tmp_path):
     write_lines(trec, ["q1 Q0 d1 1 2.5 bm25", "q1 Q0 d2 2 1.0 bm25"])
     msmarco = tmp_path / "run.dev.tsv"
     write_lines(msmarco, ["q1\td1\t1", "q1\td2\t2"])
-    assert load_run(trec) == {"q1": {"d1": 2.5, "d2": 1.0}}
-    assert load_run(msmarco) == {"q1": {"d1": -1.0, "d2": -2.0}}
+    assert read_run(trec) == {"q1": {"d1": 2.5, "d2": 1.0}}
+    assert read_run(msmarco) == {"q1": {"d1": -1.0, "d2": -2.0}}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import pytrec_eval
 
+from tct_hf.data.run_files import read_qrels
 from tct_hf.evaluation.metrics import evaluate_run
-from tct_hf.retrieval.run_files import read_qrels
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 

@@ -4,7 +4,7 @@ In memory a run is ``Run = dict[qid, dict[docid, score]]`` and judgments are ``Q
 
 On-disk formats (whitespace-separated unless noted, blank lines ignored, ``.gz`` files read transparently):
 
-- run: ``qid Q0 docid rank score tag`` (6 columns);
+- run: ``qid Q0 docid rank score tag`` (6 columns), or MS MARCO's ``qid<TAB>pid<TAB>rank`` (3 columns, score = -rank);
 - qrels: TREC ``qid 0 docid rel`` (4 columns, spaces or tabs; the second column is ignored), or MS MARCO's 2-column
   TSV ``qid<TAB>docid`` (every listed pair has relevance 1);
 - queries / topics: ``qid<TAB>text`` (exactly one tab).
@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataFormatError
+
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
 
@@ -52,14 +54,12 @@ __all__ = [
 ]
 
 
-class RunFormatError(ValueError):
-    """A malformed line in a run, qrels or queries file; the message names the file, the line and the fix."""
+class RunFormatError(DataFormatError):
+    """A malformed line in a run, qrels or queries file (a `DataFormatError`: file, line, problem and fix)."""
 
     def __init__(self, path: str | os.PathLike, line_number: int | None, problem: str, fix: str):
-        self.path = str(path)
         self.line_number = line_number
-        location = f"{self.path}, line {line_number}" if line_number is not None else self.path
-        super().__init__(f"{location}: {problem}. Fix: {fix}")
+        super().__init__(path, line_number, problem, fix)
 
 
 def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
@@ -97,26 +97,35 @@ def _number(path, line_number: int, value: str, kind: type, what: str) -> float 
 
 
 def read_run(path: str | os.PathLike) -> Run:
-    """Read a TREC run file ``qid Q0 docid rank score tag`` into ``{qid: {docid: score}}``.
+    """Read a run into ``{qid: {docid: score}}``: TREC ``qid Q0 docid rank score tag`` (6 columns), or MS MARCO's
+    ``qid<TAB>pid<TAB>rank`` (3 columns; score = -rank so that higher is better). The first line fixes the format.
 
-    The rank column must be an integer but is otherwise ignored (scores define the order, as in trec_eval).
+    The TREC rank column must be an integer but is otherwise ignored (scores define the order, as in trec_eval).
     Queries keep their first-appearance order.
     """
     run: Run = {}
+    columns = None
     for line_number, text in _lines(path):
         fields = text.split()
-        if len(fields) != 6:
+        if columns is None:
+            columns = 3 if len(fields) == 3 else 6
+        if len(fields) != columns:
+            layout = "`qid Q0 docid rank score tag`" if columns == 6 else "`qid<TAB>pid<TAB>rank` like the first line"
             raise RunFormatError(
                 path,
                 line_number,
-                f"expected 6 columns `qid Q0 docid rank score tag`, found {len(fields)}",
+                f"expected {columns} columns {layout}, found {len(fields)}",
                 "write one result per line as `qid Q0 docid rank score tag`, separated by spaces",
             )
-        qid, _, docid, rank, score, _ = fields
-        _number(path, line_number, rank, int, "rank")
-        value = _number(path, line_number, score, float, "score")
+        if columns == 6:
+            qid, _, docid, rank, score, _ = fields
+            _number(path, line_number, rank, int, "rank")
+            value = _number(path, line_number, score, float, "score")
+        else:
+            qid, docid, rank = fields
+            value = -float(_number(path, line_number, rank, int, "rank"))
         if not np.isfinite(value):
-            raise RunFormatError(path, line_number, f"score {score!r} is not finite", "write finite scores")
+            raise RunFormatError(path, line_number, f"score {fields[4]!r} is not finite", "write finite scores")
         scores = run.setdefault(qid, {})
         if docid in scores:
             raise RunFormatError(

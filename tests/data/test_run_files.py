@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tct_hf.retrieval import run_files
-from tct_hf.retrieval.run_files import RunFormatError, read_qrels, read_queries, read_run, sort_run, write_run
+from tct_hf.data import run_files
+from tct_hf.data.run_files import RunFormatError, read_qrels, read_queries, read_run, sort_run, write_run
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -105,7 +105,7 @@ def test_malformed_lines_name_file_line_and_fix(tmp_path, reader, content, line,
     path.write_text(content)
     with pytest.raises(RunFormatError, match=message) as error:
         reader(path)
-    assert f"{path}, line {line}:" in str(error.value)
+    assert f"{path}:{line}:" in str(error.value)
     assert "Fix:" in str(error.value)
     assert error.value.line_number == line
     assert isinstance(error.value, ValueError)
@@ -114,7 +114,7 @@ def test_malformed_lines_name_file_line_and_fix(tmp_path, reader, content, line,
 def test_non_utf8_is_reported_with_line(tmp_path):
     path = tmp_path / "queries.tsv"
     path.write_bytes(b"1\tfine\n2\tcaf\xe9\n")
-    with pytest.raises(RunFormatError, match=r"line 2: bytes that are not UTF-8"):
+    with pytest.raises(RunFormatError, match=r":2: bytes that are not UTF-8"):
         read_queries(path)
 
 
