@@ -261,18 +261,27 @@ class TCTModel(BertPreTrainedModel):
             starts = range(0, len(texts), batch_size)
             if show_progress_bar:
                 starts = logging.tqdm(starts, desc=f"Encoding {what}", unit="batch")
+            pending: list[tuple[list[int], torch.Tensor]] = []
             with torch.inference_mode(), autocast:
                 for start in starts:
                     indices = order[start : start + batch_size]
                     batch = self._tokenize([texts[i] for i in indices], length).to(device)
                     embeddings = self.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                    output[indices] = embeddings.float().cpu().numpy()
+                    # Copy to the host every few batches, not after each: on a GPU the next batch's tokenization
+                    # then overlaps with the running forward passes instead of waiting for them.
+                    pending.append((indices, embeddings.float()))
+                    if len(pending) == _HOST_COPY_EVERY or start + batch_size >= len(texts):
+                        for done_indices, done in pending:
+                            output[done_indices] = done.cpu().numpy()
+                        pending.clear()
         finally:
             self.train(was_training)
         return output
 
 
 # ---------------------------------------------------------------------- helpers
+
+_HOST_COPY_EVERY = 16  # batches kept on the device before one synchronising copy to the host
 
 
 def _check_length(value: int | None, default: int, pooling_start: int, name: str) -> int:
