@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer, TrainerCallback
 
-from ..losses import build_global_scores, in_batch_kd_loss, in_batch_negatives_loss, kl_divergence_per_row
+from ..losses import InBatchKDLoss, InBatchNegativesLoss, kl_divergence_per_row
 from ..losses.columns import own_columns
 from ..losses.global_batch import resolve_gather_across_devices
 from .arguments import TCTTrainingArguments
@@ -54,6 +54,14 @@ class TCTTrainer(Trainer):
             self.teacher = freeze(teacher).to(self.args.device)
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
+        common = {"mask_duplicates": args.mask_duplicate_passages, "gather_across_devices": args.gather_across_devices}
+        if args.kd_mode == "none":
+            self.in_batch_loss = InBatchNegativesLoss(**common)
+        else:  # in_batch (pairwise KD has its own, cheaper path in compute_loss)
+            self.in_batch_loss = InBatchKDLoss(
+                temperature=args.temperature, student_temperature=args.student_temperature, ce_weight=args.ce_weight,
+                **common,
+            )  # fmt: skip
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         missing = [key for key in STUDENT_INPUTS if key not in inputs]
@@ -76,31 +84,17 @@ class TCTTrainer(Trainer):
             outputs = {"student_scores": student_pairs.detach(), "teacher_scores": teacher_pairs}
             return (loss, outputs) if return_outputs else loss
 
-        gather = resolve_gather_across_devices(args.gather_across_devices)
-        batch = build_global_scores(
-            queries,
-            passages,
-            passage_ids=inputs.get("passage_ids"),
-            gather_across_devices=gather,
-            mask_duplicates=args.mask_duplicate_passages,
-        )
+        passage_ids = inputs.get("passage_ids")
         if args.kd_mode == "none":
-            loss = in_batch_negatives_loss(batch.scores, labels=batch.labels, mask=batch.mask)
-            outputs = {"student_scores": batch.scores.detach()}
+            loss = self.in_batch_loss(queries, passages, passage_ids=passage_ids)
+            outputs = {}
         else:
+            gather = resolve_gather_across_devices(args.gather_across_devices)
             teacher_scores = in_batch_teacher_scores(
                 self.teacher, inputs, gather=gather, dtype_name=args.teacher_dtype
             )
-            loss = in_batch_kd_loss(
-                batch.scores,
-                teacher_scores,
-                temperature=args.temperature,
-                student_temperature=args.student_temperature,
-                ce_weight=args.ce_weight,
-                labels=batch.labels,
-                mask=batch.mask,
-            )
-            outputs = {"student_scores": batch.scores.detach(), "teacher_scores": teacher_scores}
+            loss = self.in_batch_loss(queries, passages, teacher_scores, passage_ids=passage_ids)
+            outputs = {"teacher_scores": teacher_scores}
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
