@@ -77,15 +77,16 @@ class TCTConfig(BertConfig):
         if self.similarity not in TCT_SIMILARITIES:
             raise ValueError(f"TCTConfig.similarity must be one of {TCT_SIMILARITIES}, got {self.similarity!r}.")
 
-    def format_queries(self, queries: list[str]) -> list[str]:
-        """Return ``query_prefix + query + query_augment_token * query_max_length`` for every query.
+    def format_queries(self, queries: list[str], augment_length: int | None = None) -> list[str]:
+        """Return ``query_prefix + query + query_augment_token * L`` for every query, ``L = augment_length`` or
+        ``query_max_length`` (the tokenizer then truncates to the query length).
 
         Example:
             >>> TCTConfig(query_max_length=6).format_queries(["heat"])
             ['[CLS] [Q] heat[MASK][MASK][MASK][MASK][MASK][MASK]']
         """
         _check_texts(queries, "queries")
-        augmentation = self.query_augment_token * self.query_max_length
+        augmentation = self.query_augment_token * (self.query_max_length if augment_length is None else augment_length)
         return [f"{self.query_prefix}{query}{augmentation}" for query in queries]
 
     def format_passages(self, passages: list[str], titles: list[str] | None = None) -> list[str]:

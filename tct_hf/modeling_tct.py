@@ -35,7 +35,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.tokenization_utils_base import BatchEncoding
 from transformers.utils import logging
 
-from .configuration_tct import TCTConfig, _check_texts
+from .configuration_tct import TCTConfig
 
 logger = logging.get_logger(__name__)
 
@@ -141,7 +141,7 @@ class TCTModel(BertPreTrainedModel):
         """Tokenize ``prefix + query + [MASK] * L`` truncated to ``L = max_length or config.query_max_length``
         tokens (prefix included), without added special tokens. Returns tensors."""
         length = _check_length(max_length, self.config.query_max_length, self.config.pooling_start, "max_length")
-        return self._tokenize(self._format_queries(texts, length), length)
+        return self._tokenize(self.config.format_queries(texts, augment_length=length), length)
 
     def tokenize_passages(
         self, texts: list[str], titles: list[str] | None = None, max_length: int | None = None
@@ -150,11 +150,6 @@ class TCTModel(BertPreTrainedModel):
         tokens (prefix included), padded to the longest, without added special tokens. Returns tensors."""
         length = _check_length(max_length, self.config.passage_max_length, self.config.pooling_start, "max_length")
         return self._tokenize(self.config.format_passages(texts, titles), length)
-
-    def _format_queries(self, texts: list[str], length: int) -> list[str]:
-        _check_texts(texts, "queries")
-        augmentation = self.config.query_augment_token * length
-        return [f"{self.config.query_prefix}{text}{augmentation}" for text in texts]
 
     def _tokenize(self, formatted: list[str], length: int) -> BatchEncoding:
         return self._require_tokenizer()(
@@ -226,7 +221,12 @@ class TCTModel(BertPreTrainedModel):
         """Embed queries: float32 array ``[len(texts), hidden_size]`` in input order."""
         length = _check_length(max_length, self.config.query_max_length, self.config.pooling_start, "max_length")
         return self._encode(
-            self._format_queries(texts, length), length, batch_size, dtype, show_progress_bar, "queries"
+            self.config.format_queries(texts, augment_length=length),
+            length,
+            batch_size,
+            dtype,
+            show_progress_bar,
+            "queries",
         )
 
     def encode_passages(

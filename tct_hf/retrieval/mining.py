@@ -47,8 +47,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-TRAINING_COLUMNS = ("query_id", "query", "positive_id", "positive", "negative_ids", "negatives")
-
 
 def _as_queries(queries: Mapping[str, str] | str | Path) -> dict[str, str]:
     if isinstance(queries, (str, Path)):
@@ -111,7 +109,8 @@ def mine_hard_negatives(
         batch_size: query encoding batch size.
 
     Returns:
-        A `datasets.Dataset` with the columns of ``TRAINING_COLUMNS`` (and titles when the collection has them).
+        A `datasets.Dataset` with the columns of ``tct_hf.data.training_format.MINED_COLUMNS`` (and titles when
+        the collection has them).
     """
     import datasets
 

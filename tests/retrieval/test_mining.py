@@ -9,8 +9,9 @@ import datasets
 import numpy as np
 import pytest
 
+from tct_hf.data.training_format import MINED_COLUMNS
 from tct_hf.retrieval.index import build_index
-from tct_hf.retrieval.mining import TRAINING_COLUMNS, mine_hard_negatives, save_mined_negatives
+from tct_hf.retrieval.mining import mine_hard_negatives, save_mined_negatives
 
 DIM, NUM_PASSAGES, NUM_QUERIES = 8, 60, 12
 
@@ -70,7 +71,7 @@ def mine(setup, **kwargs):
 @pytest.mark.parametrize("depth", [6, 10, 40])
 def test_negatives_are_unjudged_or_nonrelevant_and_within_depth(setup, depth, with_replacement):
     mined = mine(setup, depth=depth, with_replacement=with_replacement)
-    assert mined.column_names == list(TRAINING_COLUMNS)
+    assert mined.column_names == list(MINED_COLUMNS)
     expected_pairs = set()
     for qid, judged in setup["qrels"].items():
         relevant = {d for d, rel in judged.items() if rel > 0}
