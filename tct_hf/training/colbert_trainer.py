@@ -8,12 +8,9 @@ gradients over processes (no world-size factor), and Trainer divides by the grad
 
 from __future__ import annotations
 
-import torch
-from transformers import Trainer
-
 from ..losses import colbert_finetune_loss, duplicate_passage_mask
 from .arguments import ColBERTTrainingArguments
-from .trainer import CollatorEpochCallback
+from .loss_trainer import LossTrainer
 
 TEACHER_INPUTS = (
     "teacher_query_input_ids",
@@ -23,17 +20,13 @@ TEACHER_INPUTS = (
 )
 
 
-class ColBERTTrainer(Trainer):
+class ColBERTTrainer(LossTrainer):
     """Trainer for `ColBERTModel`; batches come from `TCTCollator(student=None, teacher=colbert)`."""
-
-    loss_is_scaled_for_ga = False
 
     def __init__(self, model=None, args: ColBERTTrainingArguments | None = None, **kwargs):
         if args is None or not isinstance(args, ColBERTTrainingArguments):
             raise TypeError("ColBERTTrainer needs args=ColBERTTrainingArguments(...)")
         super().__init__(model=model, args=args, **kwargs)
-        if hasattr(self.data_collator, "set_epoch"):
-            self.add_callback(CollatorEpochCallback(self.data_collator))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         missing = [key for key in TEACHER_INPUTS if key not in inputs]
@@ -52,9 +45,3 @@ class ColBERTTrainer(Trainer):
             mask = duplicate_passage_mask(inputs["passage_ids"], b)
         loss = colbert_finetune_loss(scores, in_batch=self.args.in_batch_negatives, mask=mask)
         return (loss, {"scores": scores.detach()}) if return_outputs else loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None

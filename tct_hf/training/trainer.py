@@ -1,7 +1,8 @@
 """`TCTTrainer`: a `transformers.Trainer` whose loss is TCT-ColBERT's in-batch knowledge distillation.
 
-Only `compute_loss` and `prediction_step` are overridden. The frozen teacher lives on the trainer (like TRL's
-`ref_model`): eval mode, no gradients, placed on the training device, never part of the student's checkpoints.
+Only `compute_loss` (here) and `prediction_step` (`LossTrainer`) are overridden. The frozen teacher lives on the
+trainer (like TRL's `ref_model`): eval mode, no gradients, placed on the training device, never part of the
+student's checkpoints.
 
 What is averaged over what: each process computes the mean, over ITS queries, of the per-query loss against the
 passages of the GLOBAL batch (all processes' passages when `gather_across_devices`); DDP then averages gradients over
@@ -14,18 +15,18 @@ negatives are the passages of the same micro-batch (the paper's batch is one mic
 from __future__ import annotations
 
 import torch
-from transformers import Trainer, TrainerCallback
 
 from ..losses import InBatchKDLoss, InBatchNegativesLoss, kl_divergence_per_row
 from ..losses.columns import own_columns
 from ..losses.global_batch import resolve_gather_across_devices
 from .arguments import TCTTrainingArguments
+from .loss_trainer import LossTrainer
 from .teacher import freeze, in_batch_teacher_scores, pairwise_teacher_scores
 
 STUDENT_INPUTS = ("query_input_ids", "query_attention_mask", "passage_input_ids", "passage_attention_mask")
 
 
-class TCTTrainer(Trainer):
+class TCTTrainer(LossTrainer):
     """Distil a ColBERT `teacher` into the TCT student `model` (see module docstring for the averaging rules).
 
     Args:
@@ -40,9 +41,6 @@ class TCTTrainer(Trainer):
         >>> trainer.train()  # doctest: +SKIP
     """
 
-    # compute_loss returns a per-micro-batch mean: Trainer divides it by the accumulation steps.
-    loss_is_scaled_for_ga = False
-
     def __init__(self, model=None, args: TCTTrainingArguments | None = None, teacher=None, **kwargs):
         if args is None or not isinstance(args, TCTTrainingArguments):
             raise TypeError("TCTTrainer needs args=TCTTrainingArguments(...)")
@@ -52,8 +50,6 @@ class TCTTrainer(Trainer):
         self.teacher = None
         if teacher is not None and args.kd_mode != "none":
             self.teacher = freeze(teacher).to(self.args.device)
-        if hasattr(self.data_collator, "set_epoch"):
-            self.add_callback(CollatorEpochCallback(self.data_collator))
         common = {"mask_duplicates": args.mask_duplicate_passages, "gather_across_devices": args.gather_across_devices}
         if args.kd_mode == "none":
             self.in_batch_loss = InBatchNegativesLoss(**common)
@@ -96,21 +92,3 @@ class TCTTrainer(Trainer):
             loss = self.in_batch_loss(queries, passages, teacher_scores, passage_ids=passage_ids)
             outputs = {"teacher_scores": teacher_scores}
         return (loss, outputs) if return_outputs else loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Evaluation reports the training loss on the eval batches (the model itself returns no loss)."""
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
-
-
-class CollatorEpochCallback(TrainerCallback):
-    """Tell the collator the epoch, so that examples with more negatives than needed draw new ones each epoch
-    (the draw is a function of seed, epoch and example: a resumed run draws the same)."""
-
-    def __init__(self, collator):
-        self.collator = collator
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.set_epoch(int(state.epoch or 0))

@@ -1,0 +1,37 @@
+"""What every tct_hf trainer shares: a loss computed by `compute_loss` itself, reported in evaluation, and
+collators whose negative draws follow the epoch."""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+
+class CollatorEpochCallback(TrainerCallback):
+    """Tell the collator the epoch, so that examples with more negatives than needed draw new ones each epoch
+    (the draw is a function of seed, epoch and example: a resumed run draws the same)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.set_epoch(int(state.epoch or 0))
+
+
+class LossTrainer(Trainer):
+    """Base of `TCTTrainer` and `ColBERTTrainer`: subclasses implement `compute_loss` returning a mean over the
+    micro-batch's queries (Trainer divides it by the accumulation steps: `loss_is_scaled_for_ga = False`)."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if hasattr(self.data_collator, "set_epoch"):
+            self.add_callback(CollatorEpochCallback(self.data_collator))
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation reports the training loss on the eval batches (the models themselves return no loss)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
