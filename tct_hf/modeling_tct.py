@@ -166,19 +166,19 @@ class TCTModel(BertPreTrainedModel):
     def pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Masked mean of ``last_hidden_state[:, pooling_start:]`` (fp32 sums), L2-normalized if ``config.normalize``.
 
-        Raises ValueError for a row with no token left to pool (it would otherwise be NaN or a zero vector).
+        Raises ValueError for a row with no token left to pool (it would otherwise be NaN or a zero vector). The
+        check reads the mask back to the host (a synchronisation on a GPU); the batched ``encode_*`` helpers check
+        the host-side mask before the copy to the device instead, and pool without it.
         """
+        _check_poolable_rows(attention_mask, self.config.pooling_start)
+        return self._mean_pool(last_hidden_state, attention_mask)
+
+    def _mean_pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`pool` without the empty-row check: no value is read back to the host."""
         start = self.config.pooling_start
         hidden = last_hidden_state[:, start:]
         mask = attention_mask[:, start:].to(torch.float32).unsqueeze(-1)
-        counts = mask.sum(dim=1)
-        if bool((counts == 0).any()):
-            rows = torch.nonzero(counts.squeeze(-1) == 0).flatten().tolist()
-            raise ValueError(
-                f"rows {rows} have no token after the first {start} (prefix) positions: the text is empty after "
-                "tokenization. Remove such texts or give them real content."
-            )
-        embeddings = (hidden.to(torch.float32) * mask).sum(dim=1) / counts
+        embeddings = (hidden.to(torch.float32) * mask).sum(dim=1) / mask.sum(dim=1)
         if self.config.normalize:
             embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
         return embeddings.to(last_hidden_state.dtype)
@@ -265,10 +265,18 @@ class TCTModel(BertPreTrainedModel):
             with torch.inference_mode(), autocast:
                 for start in starts:
                     indices = order[start : start + batch_size]
-                    batch = self._tokenize([texts[i] for i in indices], length).to(device)
-                    embeddings = self.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                    # Copy to the host every few batches, not after each: on a GPU the next batch's tokenization
-                    # then overlaps with the running forward passes instead of waiting for them.
+                    batch = self._tokenize([texts[i] for i in indices], length)
+                    _check_poolable_rows(batch["attention_mask"], self.config.pooling_start, indices, what)
+                    batch = batch.to(device)
+                    hidden = self.bert(
+                        input_ids=batch["input_ids"],
+                        attention_mask=batch["attention_mask"],
+                        token_type_ids=batch.get("token_type_ids"),
+                    ).last_hidden_state
+                    embeddings = self._mean_pool(hidden, batch["attention_mask"])
+                    # Nothing in this loop reads a device value back (the empty-row check ran on the host mask),
+                    # and the results are copied to the host every few batches, not after each: on a GPU the next
+                    # batch's tokenization overlaps with the forward passes already queued instead of waiting.
                     pending.append((indices, embeddings.float()))
                     if len(pending) == _HOST_COPY_EVERY or start + batch_size >= len(texts):
                         for done_indices, done in pending:
@@ -282,6 +290,22 @@ class TCTModel(BertPreTrainedModel):
 # ---------------------------------------------------------------------- helpers
 
 _HOST_COPY_EVERY = 16  # batches kept on the device before one synchronising copy to the host
+
+
+def _check_poolable_rows(
+    attention_mask: torch.Tensor, pooling_start: int, positions: list[int] | None = None, what: str = "rows"
+) -> None:
+    """Raise ValueError when a row attends to no token after the first ``pooling_start`` (prefix) positions.
+
+    ``positions`` maps the batch's rows to the caller's input positions, which the message then names."""
+    empty = attention_mask[:, pooling_start:].sum(dim=1) == 0
+    if bool(empty.any()):
+        rows = torch.nonzero(empty).flatten().tolist()
+        named = rows if positions is None else [positions[row] for row in rows]
+        raise ValueError(
+            f"{what} at positions {sorted(named)} have no token after the first {pooling_start} (prefix) positions: "
+            "the text is empty after tokenization. Remove such texts or give them real content."
+        )
 
 
 def _check_length(value: int | None, default: int, pooling_start: int, name: str) -> int:

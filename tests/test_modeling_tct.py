@@ -161,6 +161,22 @@ def test_text_empty_after_tokenization_raises_instead_of_zero_vector(model):
         model.encode_passages(["\u200b"])
 
 
+def test_empty_after_tokenization_error_names_the_input_position(model):
+    # Batches are length-sorted, so the error must map the batch row back to the caller's position (2 here).
+    texts = ["a long passage about dense retrieval and distillation", "short one", "\u200b", "another passage"]
+    with pytest.raises(ValueError, match=r"passages at positions \[2\]"):
+        model.encode_passages(texts, batch_size=2)
+
+
+def test_pool_checks_empty_rows_itself(model):
+    hidden = torch.randn(2, 6, 32)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with pytest.raises(ValueError, match=r"rows at positions \[1\]"):
+        model.pool(hidden, mask)
+    expected = hidden[0, 4:].mean(dim=0)
+    torch.testing.assert_close(model.pool(hidden[:1], mask[:1])[0], expected)
+
+
 def test_empty_list_gives_empty_array(model):
     assert model.encode_queries([]).shape == (0, 32)
 
