@@ -138,10 +138,11 @@ def encode_passages_in_length_buckets(
     padded or ``buckets <= 1``.
     """
     count = input_ids.shape[0]
+    if buckets <= 1 or count < 2 * buckets:  # decided before reading the mask: no host synchronisation on a GPU
+        return _encode_passages_at_once(teacher, input_ids, attention_mask)
     is_right_padded, lengths = _right_padded(attention_mask)
-    if buckets <= 1 or count < 2 * buckets or not is_right_padded:
-        embeddings, mask = teacher.encode_passage_tokens(input_ids, attention_mask)
-        return embeddings.float(), mask
+    if not is_right_padded:
+        return _encode_passages_at_once(teacher, input_ids, attention_mask)
     order = torch.argsort(lengths, descending=True)
     passages, mask = None, torch.zeros(attention_mask.shape, dtype=torch.bool, device=attention_mask.device)
     for group in torch.tensor_split(order, buckets):
@@ -155,6 +156,11 @@ def encode_passages_in_length_buckets(
         passages[group, :width] = group_embeddings.float()
         mask[group, :width] = group_mask
     return passages, mask
+
+
+def _encode_passages_at_once(teacher, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    embeddings, mask = teacher.encode_passage_tokens(input_ids, attention_mask)
+    return embeddings.float(), mask
 
 
 def teacher_token_embeddings(
