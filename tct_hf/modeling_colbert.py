@@ -89,19 +89,30 @@ def maxsim(
     _check_maxsim_inputs(query_embeddings, query_mask, passage_embeddings, passage_mask)
     queries = query_embeddings.float()
     passages = passage_embeddings.float()
-    batch, query_length, _ = queries.shape
-    passage_length = passages.shape[1]
-    per_passage = max(1, batch * query_length * passage_length)
-    step = max(1, chunk_elements // per_passage)
-    query_weights = query_mask.to(torch.float32)
+    batch, query_length, dim = queries.shape
+    count, passage_length, _ = passages.shape
+    if batch == 0 or count == 0:
+        return queries.new_zeros(batch, count)
+    # Unscored passage tokens are kept out of the max by one extra coordinate, not by a masked_fill pass over the
+    # whole similarity block: their vectors are zeroed (whatever they held, NaN included), queries get 1 in the
+    # extra coordinate, scored passage tokens 0 (their similarity is unchanged) and unscored ones -bound, with
+    # bound > every |q . d|: an unscored token scores below every scored one and never wins the max.
+    scored = passage_mask.bool()
+    passages = torch.where(scored[..., None], passages, 0.0)
+    bound = queries.norm(dim=-1).amax() * passages.norm(dim=-1).amax() + 1.0
+    flat_queries = torch.cat([queries, queries.new_ones(batch, query_length, 1)], dim=-1)
+    flat_queries = flat_queries.reshape(batch * query_length, dim + 1)
+    offsets = (~scored).to(torch.float32).unsqueeze(-1) * -bound
+    extended = torch.cat([passages, offsets], dim=-1)  # [N, Ld, dim + 1]
+    query_weights = query_mask.to(torch.float32)[:, :, None]
+    step = max(1, chunk_elements // max(1, batch * query_length * passage_length))
     blocks = []
-    for start in range(0, passages.shape[0], step):
-        chunk = passages[start : start + step]
-        chunk_mask = passage_mask[start : start + step].bool()
-        similarity = torch.einsum("bih,njh->bnij", queries, chunk)
-        similarity = similarity.masked_fill(~chunk_mask[None, :, None, :], float("-inf"))
-        best = similarity.max(dim=-1).values  # [B, n, Lq]
-        blocks.append((best * query_weights[:, None, :]).sum(dim=-1))
+    for start in range(0, count, step):
+        chunk = extended[start : start + step]
+        size = chunk.shape[0]
+        similarity = flat_queries @ chunk.reshape(size * passage_length, dim + 1).T  # [B * Lq, n * Ld], one GEMM
+        best = similarity.view(batch * query_length, size, passage_length).amax(dim=-1)
+        blocks.append((best.view(batch, query_length, size) * query_weights).sum(dim=1))
     return torch.cat(blocks, dim=1)
 
 

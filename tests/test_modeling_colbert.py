@@ -59,6 +59,26 @@ def test_maxsim_equals_naive_triple_loop():
     np.testing.assert_allclose(pairs, np.diag(expected[:, :3]), atol=1e-5)
 
 
+def test_unscored_passage_tokens_never_win_the_max_whatever_their_vectors():
+    # Every scored similarity is negative; unscored positions hold a zero vector (similarity 0, above them), a
+    # huge vector aligned with the query (similarity 1e6) and NaN: none may be picked or leak into the score.
+    q = torch.tensor([[[1.0, 0.0]]])
+    d = torch.tensor([[[-2.0, 0.0], [-3.0, 1.0], [0.0, 0.0], [1e6, 0.0], [float("nan"), 0.0]]])
+    d_mask = torch.tensor([[True, True, False, False, False]])
+    q_mask = torch.ones(1, 1, dtype=torch.bool)
+    expected = naive_maxsim(q.numpy(), q_mask.numpy(), d.numpy(), d_mask.numpy())
+    assert expected[0, 0] == -2.0
+    np.testing.assert_array_equal(maxsim(q, q_mask, d, d_mask).numpy(), expected)
+    np.testing.assert_array_equal(maxsim_pairwise(q, q_mask, d, d_mask).numpy(), expected[0])
+
+
+def test_maxsim_of_no_queries_or_no_passages_is_empty():
+    q, d = torch.randn(2, 3, 4), torch.randn(5, 6, 4)
+    ones = torch.ones
+    assert maxsim(q[:0], ones(0, 3, dtype=torch.bool), d, ones(5, 6, dtype=torch.bool)).shape == (0, 5)
+    assert maxsim(q, ones(2, 3, dtype=torch.bool), d[:0], ones(0, 6, dtype=torch.bool)).shape == (2, 0)
+
+
 def test_maxsim_accumulates_in_float32():
     q = torch.full((1, 4, 8), 0.1, dtype=torch.bfloat16)
     d = torch.full((2, 3, 8), 0.3, dtype=torch.bfloat16)

@@ -38,6 +38,8 @@ def test_two_processes_equal_one_process(tiny_dirs, tmp_path):
     assert abs(one["loss"] - two["loss"]) < 1e-5, (one["loss"], two["loss"])
     moved = 0
     for name, weight in one["weights"].items():
-        torch.testing.assert_close(two["weights"][name], weight, atol=2e-6, rtol=0, msg=name)
+        # lr 1.0: weight differences are gradient differences. A few float32 ulps (different GEMM splits of the
+        # teacher's and student's matrices); switching gathering off moves the loss by 0.04 and fails here too.
+        torch.testing.assert_close(two["weights"][name], weight, atol=2e-6, rtol=2e-6, msg=name)
         moved += int(not torch.equal(weight, model.state_dict()[name]))
     assert moved > 10, "the step changed almost nothing: the comparison would be empty"
