@@ -80,6 +80,13 @@ class TCTTrainingArguments(TrainingArguments):
             "Use float32 for bit-level comparisons (bf16 rounding depends on how passages are batched)."
         },
     )
+    keep_freed_host_memory: bool = field(
+        default=True,
+        metadata={
+            "help": "When training on the CPU, tell glibc's malloc to keep freed memory for the next step instead of "
+            "unmapping it (tct_hf.training.host_memory): steps ~1.1x-1.6x faster, the process keeps its peak memory."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the collator builds every input the loss needs."}
     )
@@ -119,4 +126,5 @@ class ColBERTTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Score each query against every passage in the batch, not only its own."}
     )
     mask_duplicate_passages: bool = field(default=True, metadata={"help": "See TCTTrainingArguments."})
+    keep_freed_host_memory: bool = field(default=True, metadata={"help": "See TCTTrainingArguments."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False (see TCTTrainingArguments)."})

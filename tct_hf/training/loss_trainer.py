@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .host_memory import keep_freed_host_memory
+
 
 class CollatorEpochCallback(TrainerCallback):
     """Tell the collator the epoch, so that examples with more negatives than needed draw new ones each epoch
@@ -20,12 +22,15 @@ class CollatorEpochCallback(TrainerCallback):
 
 class LossTrainer(Trainer):
     """Base of `TCTTrainer` and `ColBERTTrainer`: subclasses implement `compute_loss` returning a mean over the
-    micro-batch's queries (Trainer divides it by the accumulation steps: `loss_is_scaled_for_ga = False`)."""
+    micro-batch's queries (Trainer divides it by the accumulation steps: `loss_is_scaled_for_ga = False`). On the
+    CPU it keeps freed host memory for the next step (`host_memory`; `keep_freed_host_memory=False` opts out)."""
 
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if getattr(self.args, "keep_freed_host_memory", False) and self.args.device.type == "cpu":
+            keep_freed_host_memory()
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
 
