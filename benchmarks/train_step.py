@@ -52,6 +52,7 @@ from tct_hf.losses import kl_divergence_per_row
 from tct_hf.losses.columns import own_columns
 from tct_hf.training import TCTTrainer, TCTTrainingArguments
 from tct_hf.training.teacher import (
+    default_length_buckets,
     in_batch_teacher_scores,
     pairwise_teacher_scores,
     resolve_teacher_dtype,
@@ -88,6 +89,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--fidelity-only", action="store_true", help="Only the bf16 vs fp32 teacher KL (no timing).")
     parser.add_argument("--skip-cross-encoder", action="store_true", help="Leave the cross-encoder variants out.")
+    parser.add_argument(
+        "--no-keep-freed-host-memory",
+        action="store_true",
+        help="Leave glibc's malloc as it is (TCTTrainer otherwise keeps freed host memory on the CPU).",
+    )
     args = parser.parse_args(argv)
     if args.batch_size is None:
         args.batch_size = 8 if args.quick else 32
@@ -163,10 +169,11 @@ def cross_encoder_inputs(tokenizer, examples: list[dict], args: argparse.Namespa
     )
 
 
-def cross_encoder_scores(cross_encoder, inputs: dict[str, torch.Tensor], dtype_name: str, buckets: int = 4):
-    """Frozen cross-encoder logits of every pair, in length buckets (as the ColBERT teacher), as a target tensor."""
+def cross_encoder_scores(cross_encoder, inputs: dict[str, torch.Tensor], dtype_name: str):
+    """Frozen cross-encoder logits of every pair, in the ColBERT teacher's length buckets, as a target tensor."""
     device = inputs["input_ids"].device
     lengths = inputs["attention_mask"].sum(dim=1)
+    buckets = default_length_buckets(len(lengths), device)
     order = torch.argsort(lengths, descending=True)
     scores = torch.empty(len(lengths), dtype=torch.float32, device=device)
     with torch.inference_mode(), teacher_autocast(dtype_name, device):
@@ -221,6 +228,7 @@ class StepBench:
                     per_device_train_batch_size=batch_size,
                     report_to="none",
                     use_cpu=device.type == "cpu",
+                    keep_freed_host_memory=not args.no_keep_freed_host_memory,
                 )
                 teacher = None if kd_mode == "none" else self.teacher
                 self.trainers[(kd_mode, dtype_name)] = TCTTrainer(
@@ -310,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         "lengths": {"query": args.query_max_length, "passage": args.passage_max_length, "prefix": 4},
         "num_negatives": args.num_negatives,
         "clock": args.clock,
+        "keep_freed_host_memory": device.type == "cpu" and not args.no_keep_freed_host_memory,
     }
     with tempfile.TemporaryDirectory() as output_dir:
         bench = StepBench(args, device, models, args.batch_size, output_dir)
