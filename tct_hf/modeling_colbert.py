@@ -99,7 +99,7 @@ def maxsim(
     # bound > every |q . d|: an unscored token scores below every scored one and never wins the max.
     scored = passage_mask.bool()
     passages = torch.where(scored[..., None], passages, 0.0)
-    bound = queries.norm(dim=-1).amax() * passages.norm(dim=-1).amax() + 1.0
+    bound = (queries.norm(dim=-1).amax() * passages.norm(dim=-1).amax()).detach() + 1.0
     flat_queries = torch.cat([queries, queries.new_ones(batch, query_length, 1)], dim=-1)
     flat_queries = flat_queries.reshape(batch * query_length, dim + 1)
     offsets = (~scored).to(torch.float32).unsqueeze(-1) * -bound

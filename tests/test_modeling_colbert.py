@@ -72,6 +72,22 @@ def test_unscored_passage_tokens_never_win_the_max_whatever_their_vectors():
     np.testing.assert_array_equal(maxsim_pairwise(q, q_mask, d, d_mask).numpy(), expected[0])
 
 
+def test_maxsim_gradient_equals_masked_max_gradient():
+    # Teacher fine-tuning backpropagates through maxsim: the gradient must reach only the scored maxima.
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 5, 8, dtype=torch.float64, generator=generator, requires_grad=True)
+    d = torch.randn(4, 7, 8, dtype=torch.float64, generator=generator, requires_grad=True)
+    q_mask = torch.rand(3, 5, generator=generator) > 0.2
+    d_mask = torch.rand(4, 7, generator=generator) > 0.3
+    d_mask[:, 0] = True
+    similarity = torch.einsum("bih,njh->bnij", q, d).masked_fill(~d_mask[None, :, None, :], float("-inf"))
+    reference = (similarity.amax(dim=-1) * q_mask[:, None, :]).sum(dim=-1)
+    expected = torch.autograd.grad(reference.sum(), (q, d))
+    actual = torch.autograd.grad(maxsim(q, q_mask, d, d_mask).sum(), (q, d))
+    for got, want in zip(actual, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
 def test_maxsim_of_no_queries_or_no_passages_is_empty():
     q, d = torch.randn(2, 3, 4), torch.randn(5, 6, 4)
     ones = torch.ones
