@@ -222,9 +222,15 @@ def _require_file(path: str, what: str) -> None:
 
 
 def _load_encoder(args: argparse.Namespace, device: Any = None) -> Any:
+    """The model of ``--model``; on the CPU this process also keeps freed host memory for the next batch (glibc
+    ``mallopt``, see `tct_hf.training.host_memory`: ~1.1x passages/s when encoding on 2 cores)."""
     from tct_hf.retrieval.encoders import load_encoder
+    from tct_hf.training.host_memory import keep_freed_host_memory
 
-    return load_encoder(args.model, device=device or args.device, dtype=args.dtype, encoder_type=args.encoder_type)
+    encoder = load_encoder(args.model, device=device or args.device, dtype=args.dtype, encoder_type=args.encoder_type)
+    if str(getattr(encoder, "device", "cpu")).startswith("cpu"):
+        keep_freed_host_memory()
+    return encoder
 
 
 def _distributed_state() -> Any | None:

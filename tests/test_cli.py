@@ -377,3 +377,24 @@ def test_module_entry_point(work):
     assert done.stderr.strip().splitlines() == [f"tct-hf fuse: error: {work / 'missing.trec'}: no such file"]
     status, out, _ = cli("evaluate", "--help")
     assert status == 0 and "--per-query" in out
+
+
+def test_model_commands_on_cpu_keep_freed_host_memory(work, tmp_path):
+    from unittest import mock
+
+    with mock.patch("tct_hf.training.host_memory.keep_freed_host_memory") as keep:
+        status, _, err = cli(
+            "search",
+            "--model",
+            work / "bert",
+            "--index",
+            work / "index",
+            "--queries",
+            work / "queries.tsv",
+            "--output",
+            tmp_path / "run.trec",
+            "--device",
+            "cpu",
+        )
+    assert status == 0, err
+    keep.assert_called_once_with()
