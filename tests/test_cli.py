@@ -67,6 +67,12 @@ def cli(*args) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
+def search_arguments(work, output) -> list:
+    """`tct-hf search` of the fixture's queries with its BERT over its index, written to ``output``."""
+    return ["search", "--model", work / "bert", "--index", work / "index", "--queries", work / "queries.tsv",
+            "--output", output]  # fmt: skip
+
+
 def vectors(index) -> np.ndarray:
     return index.faiss_index.reconstruct_n(0, index.count)
 
@@ -79,19 +85,7 @@ def test_encode_search_evaluate(work, tmp_path):
     np.testing.assert_allclose(vectors(index), passages, atol=1e-5)
 
     run_path = tmp_path / "run.trec"
-    status, _, err = cli(
-        "search",
-        "--model",
-        work / "bert",
-        "--index",
-        work / "index",
-        "--queries",
-        work / "queries.tsv",
-        "--output",
-        run_path,
-        "--k",
-        5,
-    )
+    status, _, err = cli(*search_arguments(work, run_path), "--k", 5)
     assert status == 0, err
     run = read_run(run_path)
     queries = encoder.encode_queries(list(QUERIES.values()))
@@ -383,18 +377,6 @@ def test_model_commands_on_cpu_keep_freed_host_memory(work, tmp_path):
     from unittest import mock
 
     with mock.patch("tct_hf.training.host_memory.keep_freed_host_memory") as keep:
-        status, _, err = cli(
-            "search",
-            "--model",
-            work / "bert",
-            "--index",
-            work / "index",
-            "--queries",
-            work / "queries.tsv",
-            "--output",
-            tmp_path / "run.trec",
-            "--device",
-            "cpu",
-        )
+        status, _, err = cli(*search_arguments(work, tmp_path / "run.trec"), "--device", "cpu")
     assert status == 0, err
     keep.assert_called_once_with()
