@@ -34,7 +34,6 @@ from typing import Any
 
 __all__ = [
     "add_common_arguments",
-    "cpu_supports_fast_bf16",
     "device_description",
     "emit_json",
     "interleaved_timings",
@@ -218,12 +217,6 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
-
-
-def cpu_supports_fast_bf16() -> bool:
-    """True when the CPU has native bf16 dot products (``avx512_bf16`` or AMX), where oneDNN runs bf16 fast."""
-    flags = cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def device_description(device) -> dict[str, Any]:

