@@ -192,9 +192,7 @@ def student_autocast(args: argparse.Namespace, device: torch.device):
 
 def kl_rows(reference: torch.Tensor, other: torch.Tensor) -> float:
     """Mean over rows of KL(softmax(reference/τ) || softmax(other/τ)), τ = 0.25."""
-    p = torch.log_softmax(reference.double() / TEMPERATURE, dim=-1)
-    q = torch.log_softmax(other.double() / TEMPERATURE, dim=-1)
-    return float((p.exp() * (p - q)).sum(dim=-1).mean())
+    return float(kl_divergence_per_row(other.double() / TEMPERATURE, reference.double() / TEMPERATURE).mean())
 
 
 class StepBench:
