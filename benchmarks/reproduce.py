@@ -251,14 +251,7 @@ def train_teacher(config: argparse.Namespace, train, seed: int, work_dir: str):
     args = ColBERTTrainingArguments(
         **common_arguments(config, seed, config.teacher_steps, config.teacher_lr, os.path.join(work_dir, "teacher"))
     )
-    collator = TCTCollator(
-        student=None,
-        teacher=teacher,
-        query_max_length=config.query_max_length,
-        passage_max_length=config.passage_max_length,
-        num_negatives=1,
-        seed=seed,
-    )
+    collator = TCTCollator.from_training_args(args, teacher=teacher)
     trainer = ColBERTTrainer(model=teacher, args=args, train_dataset=train, data_collator=collator)
     output = trainer.train()
     teacher.eval()
@@ -280,14 +273,7 @@ def train_student(config: argparse.Namespace, student, teacher, train, kd_mode: 
         teacher_dtype="bfloat16" if config.bf16 else "float32",
     )
     uses_teacher = kd_mode != "none"
-    collator = TCTCollator(
-        student=student,
-        teacher=teacher if uses_teacher else None,
-        query_max_length=config.query_max_length,
-        passage_max_length=config.passage_max_length,
-        num_negatives=1,
-        seed=seed,
-    )
+    collator = TCTCollator.from_training_args(args, student=student, teacher=teacher if uses_teacher else None)
     trainer = TCTTrainer(
         model=student,
         teacher=teacher if uses_teacher else None,

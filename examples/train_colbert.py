@@ -58,14 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     if dev is not None and args.should_save:
         results["teacher_before"] = evaluate_teacher(teacher, dev, dtype=eval_dtype)
     # 5. Fine-tuning.
-    collator = TCTCollator(
-        student=None,
-        teacher=teacher,
-        query_max_length=args.query_max_length,
-        passage_max_length=args.passage_max_length,
-        num_negatives=args.num_negatives,
-        seed=args.seed,
-    )
+    collator = TCTCollator.from_training_args(args, teacher=teacher)
     trainer = ColBERTTrainer(model=teacher, args=args, train_dataset=train, data_collator=collator)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     # 6. Metrics after, save.

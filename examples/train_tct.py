@@ -245,14 +245,7 @@ def fine_tune_teacher(model_args: ModelArguments, backbone: str, train, training
         use_cpu=training_args.use_cpu,
         bf16=training_args.bf16,
     )
-    collator = TCTCollator(
-        student=None,
-        teacher=teacher,
-        query_max_length=args.query_max_length,
-        passage_max_length=args.passage_max_length,
-        num_negatives=args.num_negatives,
-        seed=args.seed,
-    )
+    collator = TCTCollator.from_training_args(args, teacher=teacher)
     trainer = ColBERTTrainer(model=teacher, args=args, train_dataset=train, data_collator=collator)
     trainer.train()
     trainer.save_model(args.output_dir)  # main process only
@@ -300,14 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({"before": results}, indent=2), flush=True)
 
     # 6. Distillation.
-    collator = TCTCollator(
-        student=student,
-        teacher=teacher,
-        query_max_length=training_args.query_max_length,
-        passage_max_length=training_args.passage_max_length,
-        num_negatives=training_args.num_negatives,
-        seed=training_args.seed,
-    )
+    collator = TCTCollator.from_training_args(training_args, student=student, teacher=teacher)
     evaluates = evaluates and dev is not None
     callbacks = [RetrievalEvaluationCallback(dev, dtype=eval_dtype)] if evaluates else []
     trainer = TCTTrainer(

@@ -94,6 +94,19 @@ class TCTCollator:
         if not isinstance(self.num_negatives, int) or self.num_negatives < 0:
             raise ValueError(f"num_negatives must be an int >= 0, got {self.num_negatives!r}")
 
+    @classmethod
+    def from_training_args(cls, args: Any, student: Any = None, teacher: Any = None) -> TCTCollator:
+        """The collator matching training arguments (`TCTTrainingArguments` or `ColBERTTrainingArguments`): their
+        `query_max_length`, `passage_max_length`, `num_negatives` and `seed`."""
+        return cls(
+            student,
+            teacher,
+            query_max_length=args.query_max_length,
+            passage_max_length=args.passage_max_length,
+            num_negatives=args.num_negatives,
+            seed=args.seed,
+        )
+
     def set_epoch(self, epoch: int) -> None:
         """Draw a new selection of negatives (for examples with more than `num_negatives`) in this epoch."""
         self.epoch = int(epoch)

@@ -168,3 +168,19 @@ def test_colbert_teacher_lengths_follow_its_convention(student, model_dir, conve
     assert batch["query_input_ids"].shape == (1, 36)
     first_tokens = teacher.tokenizer.convert_ids_to_tokens(batch["teacher_query_input_ids"][0, :2].tolist())
     assert first_tokens == (["[CLS]", "["] if convention == "tct" else ["[CLS]", "[unused0]"])
+
+
+def test_collator_from_training_args_takes_their_lengths_negatives_and_seed(student, tmp_path):
+    from tct_hf.training import TCTTrainingArguments
+
+    args = TCTTrainingArguments(
+        output_dir=str(tmp_path), query_max_length=7, passage_max_length=11, num_negatives=3, seed=5, use_cpu=True
+    )
+    collator = TCTCollator.from_training_args(args, student=student)
+    assert (collator.student, collator.teacher) == (student, None)
+    assert (collator.query_max_length, collator.passage_max_length, collator.num_negatives, collator.seed) == (
+        7,
+        11,
+        3,
+        5,
+    )
