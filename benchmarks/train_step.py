@@ -49,11 +49,11 @@ from common import (
 from tct_hf import ColBERTConfig, ColBERTModel, TCTModel
 from tct_hf.data import TCTCollator, load_collection, load_queries, sample_paths
 from tct_hf.losses import kl_divergence_per_row
-from tct_hf.losses.columns import own_columns
 from tct_hf.training import TCTTrainer, TCTTrainingArguments
 from tct_hf.training.teacher import (
     default_length_buckets,
     in_batch_teacher_scores,
+    length_groups,
     pairwise_teacher_scores,
     resolve_teacher_dtype,
     teacher_autocast,
@@ -172,16 +172,25 @@ def cross_encoder_inputs(tokenizer, examples: list[dict], args: argparse.Namespa
 def cross_encoder_scores(cross_encoder, inputs: dict[str, torch.Tensor], dtype_name: str):
     """Frozen cross-encoder logits of every pair, in the ColBERT teacher's length buckets, as a target tensor."""
     device = inputs["input_ids"].device
-    lengths = inputs["attention_mask"].sum(dim=1)
-    buckets = default_length_buckets(len(lengths), device)
-    order = torch.argsort(lengths, descending=True)
-    scores = torch.empty(len(lengths), dtype=torch.float32, device=device)
+    count, width = inputs["input_ids"].shape
+    groups = length_groups(inputs["attention_mask"], default_length_buckets(count, device))
+    scores = torch.empty(count, dtype=torch.float32, device=device)
     with torch.inference_mode(), teacher_autocast(dtype_name, device):
-        for group in torch.tensor_split(order, buckets):
-            width = int(lengths[group[0]])
-            sliced = {name: value[group, :width] for name, value in inputs.items()}
+        for group, group_width in groups or [(torch.arange(count, device=device), width)]:
+            sliced = {name: value[group, :group_width] for name, value in inputs.items()}
             scores[group] = cross_encoder(**sliced).logits.view(-1).float()
     return scores.clone()
+
+
+class CrossEncoderTrainer(TCTTrainer):
+    """`TCTTrainer`'s pairwise KD with a cross-encoder (the `teacher`) scoring the batch's concatenated pairs."""
+
+    def __init__(self, *args, pairs: dict[str, torch.Tensor], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pairs = pairs
+
+    def teacher_pair_scores(self, inputs, num_negatives: int) -> torch.Tensor:
+        return cross_encoder_scores(self.teacher, self.pairs, self.args.teacher_dtype).view(-1, 1 + num_negatives)
 
 
 def student_autocast(args: argparse.Namespace, device: torch.device):
@@ -215,11 +224,11 @@ class StepBench:
         }
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=7e-6, weight_decay=0.01, eps=1e-6)
         self.trainers = {}
-        for kd_mode in ("none", "pairwise", "in_batch"):
-            for dtype_name in TEACHER_DTYPES if kd_mode != "none" else ("float32",):
+        for variant in ("none", "pairwise", "in_batch", "pairwise_cross_encoder"):
+            for dtype_name in TEACHER_DTYPES if variant != "none" else ("float32",):
                 training_args = TCTTrainingArguments(
                     output_dir=output_dir,
-                    kd_mode=kd_mode,
+                    kd_mode="pairwise" if variant == "pairwise_cross_encoder" else variant,
                     teacher_dtype=dtype_name,
                     temperature=TEMPERATURE,
                     num_negatives=args.num_negatives,
@@ -228,10 +237,12 @@ class StepBench:
                     use_cpu=device.type == "cpu",
                     keep_freed_host_memory=not args.no_keep_freed_host_memory,
                 )
-                teacher = None if kd_mode == "none" else self.teacher
-                self.trainers[(kd_mode, dtype_name)] = TCTTrainer(
-                    model=self.student, args=training_args, teacher=teacher, data_collator=collator
-                )
+                common = {"model": self.student, "args": training_args, "data_collator": collator}
+                if variant == "pairwise_cross_encoder":
+                    trainer = CrossEncoderTrainer(teacher=self.cross_encoder, pairs=self.pairs, **common)
+                else:
+                    trainer = TCTTrainer(teacher=None if variant == "none" else self.teacher, **common)
+                self.trainers[(variant, dtype_name)] = trainer
 
     def trainer_step(self, kd_mode: str, dtype_name: str):
         trainer = self.trainers[(kd_mode, dtype_name)]
@@ -245,25 +256,6 @@ class StepBench:
 
         return step
 
-    def cross_encoder_step(self, dtype_name: str):
-        """TCTTrainer's pairwise branch with the cross-encoder's scores as the teacher's."""
-
-        def step():
-            self.optimizer.zero_grad(set_to_none=True)
-            with student_autocast(self.args, self.device):
-                batch = self.batch
-                queries = self.student(batch["query_input_ids"], batch["query_attention_mask"]).embeddings
-                passages = self.student(batch["passage_input_ids"], batch["passage_attention_mask"]).embeddings
-                b = queries.shape[0]
-                own = own_columns(torch.arange(b, device=queries.device), b, passages.shape[0])
-                student_pairs = torch.einsum("bh,bkh->bk", queries, passages[own])
-                teacher_pairs = cross_encoder_scores(self.cross_encoder, self.pairs, dtype_name).view(b, -1)
-                loss = kl_divergence_per_row(student_pairs.float(), teacher_pairs / TEMPERATURE).mean()
-            loss.backward()
-            self.optimizer.step()
-
-        return step
-
     def variants(self, names: list[str] | None = None) -> dict:
         steps = {"none": self.trainer_step("none", "float32")}
         for dtype_name in TEACHER_DTYPES:
@@ -271,7 +263,7 @@ class StepBench:
             steps[f"pairwise_colbert_{suffix}"] = self.trainer_step("pairwise", dtype_name)
             steps[f"in_batch_colbert_{suffix}"] = self.trainer_step("in_batch", dtype_name)
             if not self.args.skip_cross_encoder:
-                steps[f"pairwise_cross_encoder_{suffix}"] = self.cross_encoder_step(dtype_name)
+                steps[f"pairwise_cross_encoder_{suffix}"] = self.trainer_step("pairwise_cross_encoder", dtype_name)
         return steps if names is None else {name: steps[name] for name in names}
 
     def fidelity(self) -> dict[str, float]:

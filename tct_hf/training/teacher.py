@@ -140,6 +140,19 @@ def _right_padded(attention_mask: Tensor) -> tuple[bool, Tensor]:
     return bool(torch.equal(attention_mask, expected)), lengths
 
 
+def length_groups(attention_mask: Tensor, buckets: int) -> list[tuple[Tensor, int]] | None:
+    """Rows sorted by length (longest first) and cut into ``buckets`` groups: ``[(row indices, group width)]``, the
+    width being the group's longest row. None when one call on the whole batch is the way: ``buckets <= 1``, fewer
+    than 2 rows per bucket (decided before the mask is read: no host synchronisation then), or not right padded."""
+    if buckets <= 1 or attention_mask.shape[0] < 2 * buckets:
+        return None
+    is_right_padded, lengths = _right_padded(attention_mask)
+    if not is_right_padded:
+        return None
+    groups = torch.tensor_split(torch.argsort(lengths, descending=True), buckets)
+    return [(group, int(lengths[group[0]])) for group in groups]
+
+
 def encode_passages_in_length_buckets(
     teacher, input_ids: Tensor, attention_mask: Tensor, buckets: int | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -152,15 +165,12 @@ def encode_passages_in_length_buckets(
     count = input_ids.shape[0]
     if buckets is None:
         buckets = default_length_buckets(count, input_ids.device)
-    if buckets <= 1 or count < 2 * buckets:  # decided before reading the mask: no host synchronisation on a GPU
-        return _encode_passages_at_once(teacher, input_ids, attention_mask)
-    is_right_padded, lengths = _right_padded(attention_mask)
-    if not is_right_padded:
-        return _encode_passages_at_once(teacher, input_ids, attention_mask)
-    order = torch.argsort(lengths, descending=True)
+    groups = length_groups(attention_mask, buckets)
+    if groups is None:
+        embeddings, mask = teacher.encode_passage_tokens(input_ids, attention_mask)
+        return embeddings.float(), mask
     passages, mask = None, torch.zeros(attention_mask.shape, dtype=torch.bool, device=attention_mask.device)
-    for group in torch.tensor_split(order, buckets):
-        width = int(lengths[group[0]])
+    for group, width in groups:
         group_embeddings, group_mask = teacher.encode_passage_tokens(
             input_ids[group, :width], attention_mask[group, :width]
         )
@@ -170,11 +180,6 @@ def encode_passages_in_length_buckets(
         passages[group, :width] = group_embeddings.float()
         mask[group, :width] = group_mask
     return passages, mask
-
-
-def _encode_passages_at_once(teacher, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-    embeddings, mask = teacher.encode_passage_tokens(input_ids, attention_mask)
-    return embeddings.float(), mask
 
 
 def teacher_token_embeddings(

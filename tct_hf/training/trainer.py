@@ -74,7 +74,7 @@ class TCTTrainer(LossTrainer):
             b = queries.shape[0]
             own = own_columns(torch.arange(b, device=queries.device), b, passages.shape[0])
             student_pairs = torch.einsum("bh,bkh->bk", queries, passages[own])
-            teacher_pairs = pairwise_teacher_scores(self.teacher, inputs, own.shape[1] - 1, args.teacher_dtype)
+            teacher_pairs = self.teacher_pair_scores(inputs, own.shape[1] - 1)
             student_logits = student_pairs.float() / args.student_temperature
             loss = kl_divergence_per_row(student_logits, teacher_pairs / args.temperature).mean()
             outputs = {"student_scores": student_pairs.detach(), "teacher_scores": teacher_pairs}
@@ -92,3 +92,8 @@ class TCTTrainer(LossTrainer):
             loss = self.in_batch_loss(queries, passages, teacher_scores, passage_ids=passage_ids)
             outputs = {"teacher_scores": teacher_scores}
         return (loss, outputs) if return_outputs else loss
+
+    def teacher_pair_scores(self, inputs, num_negatives: int) -> torch.Tensor:
+        """Pairwise KD's targets: the teacher's score of each local query with its own positive and negatives,
+        ``[B_local, 1 + n]`` (column 0 the positive). Override to distil another scorer, e.g. a cross-encoder."""
+        return pairwise_teacher_scores(self.teacher, inputs, num_negatives, self.args.teacher_dtype)
