@@ -173,6 +173,13 @@ class TCTModel(BertPreTrainedModel):
         _check_poolable_rows(attention_mask, self.config.pooling_start)
         return self._mean_pool(last_hidden_state, attention_mask)
 
+    def _last_hidden_state(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+
     def _mean_pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """`pool` without the empty-row check: no value is read back to the host."""
         start = self.config.pooling_start
@@ -200,8 +207,7 @@ class TCTModel(BertPreTrainedModel):
         """Run BERT and pool: returns ``TCTOutput(embeddings[B, H], last_hidden_state[B, L, H])``."""
         if attention_mask is None:
             raise ValueError("TCTModel.forward needs attention_mask (padding must be excluded from the mean).")
-        outputs = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        last_hidden_state = outputs.last_hidden_state
+        last_hidden_state = self._last_hidden_state(input_ids, attention_mask, token_type_ids)
         embeddings = self.pool(last_hidden_state, attention_mask)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
@@ -268,11 +274,9 @@ class TCTModel(BertPreTrainedModel):
                     batch = self._tokenize([texts[i] for i in indices], length)
                     _check_poolable_rows(batch["attention_mask"], self.config.pooling_start, indices, what)
                     batch = batch.to(device)
-                    hidden = self.bert(
-                        input_ids=batch["input_ids"],
-                        attention_mask=batch["attention_mask"],
-                        token_type_ids=batch.get("token_type_ids"),
-                    ).last_hidden_state
+                    hidden = self._last_hidden_state(
+                        batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+                    )
                     embeddings = self._mean_pool(hidden, batch["attention_mask"])
                     # Nothing in this loop reads a device value back (the empty-row check ran on the host mask),
                     # and the results are copied to the host every few batches, not after each: on a GPU the next

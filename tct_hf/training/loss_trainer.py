@@ -22,14 +22,15 @@ class CollatorEpochCallback(TrainerCallback):
 
 class LossTrainer(Trainer):
     """Base of `TCTTrainer` and `ColBERTTrainer`: subclasses implement `compute_loss` returning a mean over the
-    micro-batch's queries (Trainer divides it by the accumulation steps: `loss_is_scaled_for_ga = False`). On the
+    micro-batch's queries (Trainer divides it by the accumulation steps: `loss_is_scaled_for_ga = False`). Their
+    arguments (`TCTTrainingArguments`, `ColBERTTrainingArguments`) carry `keep_freed_host_memory`: on the
     CPU it keeps freed host memory for the next step (`host_memory`; `keep_freed_host_memory=False` opts out)."""
 
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if getattr(self.args, "keep_freed_host_memory", False) and self.args.device.type == "cpu":
+        if self.args.keep_freed_host_memory and self.args.device.type == "cpu":
             keep_freed_host_memory()
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
