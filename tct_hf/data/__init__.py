@@ -2,6 +2,7 @@
 `{"query", "positive", "negatives"}`, the in-batch KD collator and the embedded demo sample."""
 
 from .collator import TCTCollator, passage_id
+from .documents import FirstPLookup, firstp_text, iter_documents, load_documents
 from .errors import DataFormatError
 from .lookup import TextLookup
 from .msmarco import load_collection, load_qrels, load_queries, qrels_to_dict
@@ -20,6 +21,10 @@ __all__ = [
     "read_run",
     "write_run",
     "DataFormatError",
+    "FirstPLookup",
+    "firstp_text",
+    "iter_documents",
+    "load_documents",
     "TCTCollator",
     "TextLookup",
     "build_training_examples",

@@ -6,7 +6,8 @@ and pytrec_eval computes (``AP``, ``P@5``, ``nDCG@10``, ``R@100``, ``RR``, ``Jud
 - Ranking: documents sorted by score descending, ties broken by docid descending (trec_eval's rule; the rank
   column of a run file is ignored).
 - ``RR@k`` is the reciprocal rank of the first relevant document within the top ``k`` (0 if none), as MS MARCO's
-  official ``msmarco_eval.py`` and ``trec_eval -M k -m recip_rank``. trec_eval's ``recip_rank`` itself has no cutoff,
+  official ``msmarco_eval.py`` and ``trec_eval -M k -m recip_rank`` (``RR@10`` for passages, ``RR@100`` for
+  documents: ``DOCUMENT_METRICS``). trec_eval's ``recip_rank`` itself has no cutoff,
   so ``RR@k`` is computed as pytrec_eval's ``recip_rank`` on the run cut to its top ``k`` (trec_eval order).
 - ``nDCG@k``: trec_eval's graded nDCG with linear gain ``rel`` and discount ``log2(rank + 1)``.
 - ``R@k``: relevant documents retrieved in the top ``k`` / all relevant documents of the query.
@@ -38,8 +39,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("RR@10", "R@1000", "nDCG@10")
+# MS MARCO document ranking reports MRR@100 (dev) and nDCG@10 (TREC DL 2019 documents); RR@100 is cut like RR@10.
+DOCUMENT_METRICS = ("RR@100", "RR@10", "nDCG@10", "R@100")
 
-__all__ = ["DEFAULT_METRICS", "EvaluationResult", "evaluate_run"]
+__all__ = ["DEFAULT_METRICS", "DOCUMENT_METRICS", "EvaluationResult", "evaluate_run"]
 
 
 @dataclass
