@@ -12,6 +12,7 @@ Subcommands (each has ``--help``)::
     tct-hf evaluate --run run.trec --qrels qrels.txt [--metrics RR@10 R@1000 nDCG@10] [--per-query]
     tct-hf mine-negatives --model M --index INDEX_DIR --queries queries.tsv --qrels qrels.txt
                           --corpus collection.tsv --output DIR [--depth 200] [--num-negatives N] [--seed S]
+                          [--teacher COLBERT [--teacher-margin M] [--teacher-margin-type absolute|relative]]
 
 Conventions:
 
@@ -208,6 +209,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="distinct negatives (default: with replacement, as the paper)",
     )
+    mine.add_argument(
+        "--teacher",
+        default=None,
+        metavar="COLBERT",
+        help="ColBERT teacher that filters candidates it scores at or above the positive minus --teacher-margin",
+    )
+    mine.add_argument(
+        "--teacher-margin",
+        type=_finite_float,
+        default=0.0,
+        help="margin below the positive's teacher score a negative must reach (default: 0)",
+    )
+    mine.add_argument(
+        "--teacher-margin-type",
+        choices=("absolute", "relative"),
+        default="absolute",
+        help="absolute: score < pos - M; relative: score < pos - |pos| * M (default: absolute)",
+    )
     mine.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also push the dataset to this Hub repo")
     mine.set_defaults(handler=run_mine_negatives)
     return parser
@@ -397,7 +416,14 @@ def run_mine_negatives(args: argparse.Namespace) -> int:
     _require_file(args.corpus, "--corpus")
     index = load_index(args.index)
     queries, qrels = read_queries(args.queries), read_qrels(args.qrels)
+    if args.teacher_margin and not args.teacher:
+        raise UsageError("--teacher-margin needs --teacher")
     encoder = _load_encoder(args)
+    teacher = None
+    if args.teacher:
+        from tct_hf.modeling_colbert import ColBERTModel
+
+        teacher = ColBERTModel.from_pretrained(args.teacher).to(getattr(encoder, "device", "cpu"))
     mined = mine_hard_negatives(
         encoder,
         index,
@@ -409,6 +435,10 @@ def run_mine_negatives(args: argparse.Namespace) -> int:
         seed=args.seed,
         collection=args.corpus,
         batch_size=args.batch_size,
+        teacher=teacher,
+        teacher_margin=args.teacher_margin,
+        teacher_margin_type=args.teacher_margin_type,
+        teacher_batch_size=args.batch_size,
     )
     output = save_mined_negatives(mined, args.output, push_to_hub=args.push_to_hub)
     print(f"{PROGRAM} mine-negatives: {len(mined)} rows → {output}", file=sys.stderr)

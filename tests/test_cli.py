@@ -266,6 +266,29 @@ def test_mine_negatives(work, tmp_path):
         assert row["negatives"] == [DOCS[int(d[1:])] for d in row["negative_ids"]]
 
 
+def test_mine_negatives_with_a_teacher_filter(work, tmp_path):
+    from tct_hf import ColBERTModel
+
+    teacher = ColBERTModel.from_pretrained(str(work / "bert"), convention="tct", dim=8)
+    teacher.save_pretrained(str(tmp_path / "teacher"))
+    arguments = ["mine-negatives", "--model", work / "bert", "--index", work / "index", "--queries",
+                 work / "queries.tsv", "--qrels", work / "qrels.txt", "--corpus", work / "corpus.tsv",
+                 "--depth", 8, "--num-negatives", 50]  # fmt: skip
+    status, _, err = cli(*arguments, "--output", tmp_path / "no", "--teacher-margin", 0.1)
+    assert status == 2 and "--teacher-margin needs --teacher" in err
+    status, _, err = cli(*arguments, "--output", tmp_path / "mined", "--teacher", tmp_path / "teacher",
+                         "--teacher-margin", 0.05, "--teacher-margin-type", "relative")  # fmt: skip
+    assert status == 0, err
+    mined = datasets.load_from_disk(str(tmp_path / "mined"))
+    assert len(mined) >= 1
+    for row in mined:
+        # the teacher's own pair score, computed independently, and the relative threshold
+        positive = teacher.score([QUERIES[row["query_id"]]], [row["positive"]])[0]
+        assert row["positive_teacher_score"] == pytest.approx(positive, abs=1e-5)
+        assert all(s < positive - abs(positive) * 0.05 for s in row["negative_teacher_scores"])
+        assert row["teacher_dropped"] >= 0
+
+
 def write_bad_files(tmp: Path) -> None:
     (tmp / "bad_corpus.tsv").write_text("d1\tfine\nd2\ttoo\tmany\tcolumns\n")
     (tmp / "bad_queries.tsv").write_text("q1 no tab here\n")

@@ -4,23 +4,37 @@ For every judged-relevant pair (query q, positive p) with ``rel > 0``:
 
 1. retrieve the top ``depth`` passages for q with the encoder and the index (score desc, ties by docid asc);
 2. drop every passage judged relevant for q (``rel > 0``; a judged-non-relevant passage, ``rel <= 0``, stays);
-3. draw ``num_negatives`` of the remaining candidates uniformly at random, with replacement (as castorini's
+3. with a ``teacher`` (teacher-filtered mining, a guard against false negatives: unjudged passages as good as the
+   positive), score the positive and every remaining candidate with the teacher and drop each candidate whose
+   teacher score is at or above the positive's minus the margin, per (query, positive) row:
+
+   - ``teacher_margin_type="absolute"`` (default): drop when ``t(q, c) >= t(q, p) - teacher_margin``;
+   - ``teacher_margin_type="relative"``: drop when ``t(q, c) >= t(q, p) - |t(q, p)| * teacher_margin``
+     (``0.05`` keeps a candidate only if it scores at least 5% of the positive's magnitude below it).
+
+   sentence-transformers' ``mine_hard_negatives`` offers the same two margins with a strict ``>`` and one threshold
+   per query (its lowest-scoring positive); here the comparison is ``>=`` (a candidate tied with the positive is
+   dropped even at margin 0) and each positive has its own threshold;
+4. draw ``num_negatives`` of the remaining candidates uniformly at random, with replacement (as castorini's
    ``hard_triplet_construct.py``: every draw independent, a passage may repeat) or without
    (``with_replacement=False``).
 
 The output is a `datasets.Dataset` in the training format, one row per (query, positive):
 ``query_id, query, positive_id, positive, negative_ids (list), negatives (list)``; plus ``positive_title`` and
-``negative_titles`` when the collection has titles.
+``negative_titles`` when the collection has titles. With a teacher, three more columns keep its verdict:
+``teacher_dropped`` (int: candidates of the row's top ``depth`` the filter removed), ``positive_teacher_score``
+(float) and ``negative_teacher_scores`` (list of floats, one per negative), the teacher's MaxSim scores.
 
 Documented skips (each counted and logged as one warning, never silent):
 
 - a query with no judged-relevant passage (no qrels, or only ``rel <= 0``) yields no row;
 - a qrels query absent from ``queries`` yields no row;
-- a query whose candidates are exhausted — none left after dropping the relevant ones, or, without replacement,
-  fewer than ``num_negatives`` — yields no row (every row has exactly ``num_negatives`` negatives, which the
-  collator expects).
+- a query whose candidates are exhausted — none left after dropping the relevant ones (and the teacher's
+  rejections), or, without replacement, fewer than ``num_negatives`` — yields no row (every row has exactly
+  ``num_negatives`` negatives, which the collator expects).
 
-A judged-relevant passage missing from the collection is an error (the qrels and the collection do not match).
+A judged-relevant passage missing from the collection is an error (the qrels and the collection do not match), and so
+is a teacher that cannot read the texts (see `check_teacher_reads`): both are found before anything is encoded.
 
 Determinism: one `numpy.random.Generator(seed)` draws for the queries in ``queries`` order and each query's positives
 in docid order, so the same inputs and seed give the same dataset.
@@ -93,6 +107,10 @@ def mine_hard_negatives(
     seed: int = 42,
     collection: Any = None,
     batch_size: int = 64,
+    teacher: Any = None,
+    teacher_margin: float = 0.0,
+    teacher_margin_type: str = "absolute",
+    teacher_batch_size: int = 64,
 ) -> Any:
     """Mine hard negatives for every judged-relevant (query, positive) pair; see the module docstring.
 
@@ -107,6 +125,11 @@ def mine_hard_negatives(
         seed: seed of the sampler.
         collection: a collection file or `datasets.Dataset` (id, text, optional title) holding the passages' text.
         batch_size: query encoding batch size.
+        teacher: a `ColBERTModel` (anything with ``score(queries, passages, titles, batch_size)`` and a
+            ``tokenizer``) that filters the candidates (step 3 of the module docstring); None: no filter.
+        teacher_margin: the filter's margin (>= 0), absolute or relative to the positive's teacher score.
+        teacher_margin_type: ``"absolute"`` or ``"relative"``.
+        teacher_batch_size: (query, passage) pairs per teacher forward pass.
 
     Returns:
         A `datasets.Dataset` with the columns of ``tct_hf.data.training_format.MINED_COLUMNS`` (and titles when
@@ -119,6 +142,9 @@ def mine_hard_negatives(
 
     if depth < 1 or num_negatives < 1:
         raise ValueError(f"depth ({depth}) and num_negatives ({num_negatives}) must be >= 1")
+    check_teacher_margin(teacher_margin, teacher_margin_type)
+    if teacher is None and teacher_margin:
+        raise ValueError(f"teacher_margin={teacher_margin} needs a teacher to score the candidates")
     if collection is None:
         raise ValueError("collection is required: the passages' text fills the positive/negatives columns")
     query_texts, judgments = _as_queries(queries), _as_qrels(qrels)
@@ -144,6 +170,11 @@ def mine_hard_negatives(
                     "use the qrels of this collection"
                 )
 
+    if teacher is not None:
+        check_teacher_reads(teacher, [query_texts[qid] for qid in mined_qids[:TOKENIZER_CHECK_SAMPLE]], "queries")
+        sample_rows = sorted({row_of[relevant[qid][0]] for qid in mined_qids[:TOKENIZER_CHECK_SAMPLE]})
+        check_teacher_reads(teacher, [text or "" for text in corpus.select(sample_rows)["text"]], "passages")
+
     embeddings = np.asarray(
         encoder.encode_queries([query_texts[qid] for qid in mined_qids], batch_size=batch_size), dtype=np.float32
     )
@@ -152,18 +183,44 @@ def mine_hard_negatives(
     from tct_hf.data.run_files import sort_run
 
     ranked = sort_run(run, k=depth)
+    candidates_of = {
+        qid: [docid for docid, _ in ranked.get(qid, []) if docid not in set(relevant[qid])] for qid in mined_qids
+    }
+    teacher_scores = None
+    if teacher is not None:
+        pairs = [(qid, docid) for qid in mined_qids for docid in [*relevant[qid], *candidates_of[qid]]]
+        teacher_scores = score_pairs(teacher, pairs, query_texts, corpus, row_of, teacher_batch_size)
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, str, list[str]]] = []
-    exhausted = 0
+    dropped_per_row: list[int] = []
+    exhausted = dropped_total = considered_total = 0
     for qid in mined_qids:
-        judged_relevant = set(relevant[qid])
-        candidates = [docid for docid, _ in ranked.get(qid, []) if docid not in judged_relevant]
+        candidates = candidates_of[qid]
         for positive in relevant[qid]:
-            negatives = sample_negatives(candidates, num_negatives, with_replacement, rng)
+            kept = candidates
+            if teacher_scores is not None:
+                positive_score = teacher_scores[qid, positive]
+                threshold = positive_score - teacher_margin * (
+                    abs(positive_score) if teacher_margin_type == "relative" else 1.0
+                )
+                kept = [docid for docid in candidates if teacher_scores[qid, docid] < threshold]
+                dropped_total += len(candidates) - len(kept)
+                considered_total += len(candidates)
+            negatives = sample_negatives(kept, num_negatives, with_replacement, rng)
             if negatives is None:
                 exhausted += 1
                 continue
             rows.append((qid, positive, negatives))
+            dropped_per_row.append(len(candidates) - len(kept))
+    if teacher_scores is not None:
+        logger.info(
+            "teacher filter (%s margin %g): dropped %d of %d candidates (%.1f%%)",
+            teacher_margin_type,
+            teacher_margin,
+            dropped_total,
+            considered_total,
+            100.0 * dropped_total / max(considered_total, 1),
+        )
     if exhausted:
         logger.warning(
             "%d (query, positive) pairs skipped: fewer than %d non-relevant candidates in the top %d%s",
@@ -172,7 +229,101 @@ def mine_hard_negatives(
             depth,
             "" if with_replacement else " (no replacement)",
         )
-    return _training_dataset(rows, query_texts, corpus, row_of, datasets)
+        if teacher_scores is not None:
+            logger.warning("the teacher filter is counted in those skips: lower teacher_margin to keep more")
+    dataset = _training_dataset(rows, query_texts, corpus, row_of, datasets)
+    if teacher_scores is not None:
+        dataset = _with_teacher_columns(dataset, rows, dropped_per_row, teacher_scores, datasets)
+    return dataset
+
+
+TEACHER_MARGIN_TYPES = ("absolute", "relative")
+# Texts the tokenizer check reads (queries and as many positives): enough to see a wrong vocabulary, cheap to run.
+TOKENIZER_CHECK_SAMPLE = 64
+# A teacher whose vocabulary turns more of the texts' tokens than this into its unknown token scores noise.
+MAX_UNKNOWN_TOKEN_FRACTION = 0.5
+
+
+def check_teacher_margin(margin: float, margin_type: str) -> None:
+    """Refuse a margin type other than absolute / relative and a negative or non-finite margin."""
+    if margin_type not in TEACHER_MARGIN_TYPES:
+        raise ValueError(f"teacher_margin_type={margin_type!r} is not one of {TEACHER_MARGIN_TYPES}")
+    if not isinstance(margin, (int, float)) or not np.isfinite(margin) or margin < 0:
+        raise ValueError(f"teacher_margin must be a finite number >= 0, got {margin!r}")
+
+
+def check_teacher_reads(teacher: Any, texts: list[str], what: str = "texts") -> None:
+    """Raise `ValueError` when ``teacher``'s tokenizer cannot read ``texts`` (the mined ``what``): no tokenizer,
+    token ids beyond the model's embedding table (a tokenizer of another model), or more than half of the tokens
+    unknown (a vocabulary of another language or script)."""
+    tokenizer = getattr(teacher, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("the teacher has no tokenizer: load it from a directory with one, or set teacher.tokenizer")
+    embeddings = teacher.get_input_embeddings().num_embeddings if hasattr(teacher, "get_input_embeddings") else None
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    flat = [token for row in ids for token in row]
+    if embeddings is not None and flat and max(flat) >= embeddings:
+        raise ValueError(
+            f"the teacher's tokenizer gives token id {max(flat)} but its embedding table has {embeddings} rows: "
+            "the tokenizer belongs to another model; load the teacher with its own tokenizer"
+        )
+    unknown = tokenizer.unk_token_id
+    if unknown is not None and flat:
+        fraction = sum(token == unknown for token in flat) / len(flat)
+        if fraction > MAX_UNKNOWN_TOKEN_FRACTION:
+            example = next(text for text, row in zip(texts, ids) if unknown in row)
+            raise ValueError(
+                f"the teacher's tokenizer reads {fraction:.0%} of the mined {what}' tokens as {tokenizer.unk_token} "
+                f"(e.g. {example[:60]!r}): its vocabulary does not cover these texts; use a teacher trained on "
+                "this language"
+            )
+
+
+def score_pairs(
+    teacher: Any,
+    pairs: list[tuple[str, str]],
+    query_texts: dict[str, str],
+    corpus: Any,
+    row_of: dict[str, int],
+    batch_size: int,
+) -> dict[tuple[str, str], float]:
+    """The teacher's score of every (qid, docid) pair, pairs sorted by passage length so batches pad little."""
+    from tqdm.auto import tqdm
+
+    rows = sorted({row_of[docid] for _, docid in pairs})
+    subset = corpus.select(rows)
+    has_titles = "title" in corpus.column_names
+    text_of = {str(item["id"]): item["text"] or "" for item in subset}
+    title_of = {str(item["id"]): item["title"] or "" for item in subset} if has_titles else None
+    order = sorted(range(len(pairs)), key=lambda i: len(text_of[pairs[i][1]]), reverse=True)
+    scores: dict[tuple[str, str], float] = {}
+    chunk = batch_size * 16
+    with tqdm(total=len(pairs), desc="teacher scores", unit="pair", disable=len(pairs) < chunk) as progress:
+        for start in range(0, len(order), chunk):
+            part = [pairs[i] for i in order[start : start + chunk]]
+            values = teacher.score(
+                [query_texts[qid] for qid, _ in part],
+                [text_of[docid] for _, docid in part],
+                titles=None if title_of is None else [title_of[docid] for _, docid in part],
+                batch_size=batch_size,
+            )
+            scores.update(zip(part, np.asarray(values, dtype=np.float64).tolist()))
+            progress.update(len(part))
+    return scores
+
+
+def _with_teacher_columns(dataset: Any, rows, dropped_per_row: list[int], teacher_scores, datasets) -> Any:
+    dataset = dataset.add_column("teacher_dropped", dropped_per_row, feature=datasets.Value("int32"))
+    dataset = dataset.add_column(
+        "positive_teacher_score",
+        [teacher_scores[qid, positive] for qid, positive, _ in rows],
+        feature=datasets.Value("float32"),
+    )
+    return dataset.add_column(
+        "negative_teacher_scores",
+        [[teacher_scores[qid, docid] for docid in negatives] for qid, _, negatives in rows],
+        feature=datasets.List(datasets.Value("float32")),
+    )
 
 
 def _training_dataset(
