@@ -44,7 +44,6 @@ import logging
 import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -240,111 +239,64 @@ def _require_file(path: str, what: str) -> None:
         raise FileNotFoundError(f"{what} {path}: no such file")
 
 
-def _load_encoder(args: argparse.Namespace, device: Any = None) -> Any:
-    """The model of ``--model``; on the CPU this process also keeps freed host memory for the next batch (glibc
-    ``mallopt``, see `tct_hf.training.host_memory`: ~1.1x passages/s when encoding on 2 cores)."""
+def _load_encoder(args: argparse.Namespace) -> Any:
+    """The model of ``--model``; on the CPU this process also keeps freed host memory for the next batch
+    (`tct_hf.host_memory`)."""
+    from tct_hf.host_memory import keep_freed_host_memory
     from tct_hf.retrieval.encoders import load_encoder
-    from tct_hf.training.host_memory import keep_freed_host_memory
 
-    encoder = load_encoder(args.model, device=device or args.device, dtype=args.dtype, encoder_type=args.encoder_type)
+    encoder = load_encoder(args.model, device=args.device, dtype=args.dtype, encoder_type=args.encoder_type)
     if str(getattr(encoder, "device", "cpu")).startswith("cpu"):
         keep_freed_host_memory()
     return encoder
 
 
-def _distributed_state() -> Any | None:
-    """accelerate's process state when launched with several processes (accelerate launch / torchrun), else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    # Without cpu=True, a machine with no GPU would give every process the whole corpus (DistributedType.NO).
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-    if state.num_processes <= 1:
-        raise RuntimeError(
-            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate started a single process group of 1; "
-            "launch with `accelerate launch --multi_gpu --num_processes N` (ACCELERATE_USE_CPU=true on CPU)"
-        )
-    return state
-
-
 def run_encode(args: argparse.Namespace) -> int:
-    from tct_hf.retrieval.encode import encode_corpus, load_corpus, shard_directory
-    from tct_hf.retrieval.index import build_index, merge_index_shards, save_index
+    from tct_hf.retrieval.encode_index import encode_index, release_process_group
 
     _require_file(args.corpus, "--corpus")
-    state = _distributed_state()
-    if state is not None and args.shard is not None:
-        raise UsageError("--shard is set by the launcher under accelerate launch / torchrun; do not pass it")
-    shard = (state.process_index, state.num_processes) if state is not None else args.shard
-    output = Path(args.output)
-    target = shard_directory(output, *shard) if shard is not None else output
-    if state is None and target.exists() and not args.overwrite:
-        raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
-    if state is not None:
-        if output.exists() and not args.overwrite:
-            raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
-        state.wait_for_everyone()  # every rank checks before any rank writes its shard
-
-    load_corpus(args.corpus, skip_empty=args.skip_empty)  # malformed lines fail before the model loads (cached)
-    encoder = _load_encoder(args, device=state.device if state is not None else None)
-    started = time.perf_counter()
-    embeddings, docids = encode_corpus(
-        encoder,
-        args.corpus,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        shard=shard,
-        show_progress_bar=not args.no_progress,
-        skip_empty=args.skip_empty,
-    )
-    seconds = time.perf_counter() - started
-    extra = {"shard": list(shard)} if shard is not None else {}
-    index = build_index(embeddings, docids, kind=args.index_type, model_name=str(args.model), extra=extra)
-    save_index(index, target, overwrite=True)
-    rate = len(docids) / seconds if seconds > 0 else float("inf")
-    print(
-        f"{PROGRAM} encode: {len(docids)} passages (dim {index.dim}) → {target} in {seconds:.1f}s "
-        f"({rate:.1f} passages/s)",
-        file=sys.stderr,
-    )
-    if state is not None:
-        state.wait_for_everyone()
-        try:
-            if state.is_main_process:
-                shards = [shard_directory(output, i, state.num_processes) for i in range(state.num_processes)]
-                merged = merge_index_shards(shards, output, overwrite=True)
-                print(
-                    f"{PROGRAM} encode: merged {len(shards)} shards ({merged.count} passages) → {output}",
-                    file=sys.stderr,
-                )
-            state.wait_for_everyone()
-        finally:
-            import torch.distributed
-
-            if torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+    try:
+        result = encode_index(
+            args.model,
+            args.corpus,
+            args.output,
+            shard=args.shard,
+            index_type=args.index_type,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            skip_empty=args.skip_empty,
+            overwrite=args.overwrite,
+            show_progress_bar=not args.no_progress,
+            encoder_type=args.encoder_type,
+            dtype=args.dtype,
+            device=args.device,
+            keep_freed_host_memory=True,
+        )
+        count, seconds = result.index.count, result.seconds
+        rate = count / seconds if seconds > 0 else float("inf")
+        print(
+            f"{PROGRAM} encode: {count} passages (dim {result.index.dim}) → {result.path} in {seconds:.1f}s "
+            f"({rate:.1f} passages/s)",
+            file=sys.stderr,
+        )
+        if result.merged is not None:
+            shards = result.shard[1] if result.shard is not None else 1
+            print(
+                f"{PROGRAM} encode: merged {shards} shards ({result.merged.count} passages) → {result.merged_path}",
+                file=sys.stderr,
+            )
+    finally:
+        release_process_group()
     return 0
 
 
 def run_merge_index(args: argparse.Namespace) -> int:
-    import re
+    from tct_hf.retrieval.encode import find_shard_directories
+    from tct_hf.retrieval.encode_index import merge_shards
 
-    from tct_hf.retrieval.index import merge_index_shards
-
-    directory = Path(args.index)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"--index {directory}: no such directory")
-    shards = sorted(
-        (path for path in directory.iterdir() if path.is_dir() and re.fullmatch(r"shard-\d+-of-\d+", path.name)),
-        key=lambda path: int(path.name.split("-")[1]),
-    )
-    if not shards:
-        raise FileNotFoundError(f"--index {directory}: no shard-I-of-N folders to merge (run `encode --shard I/N`)")
-    merged = merge_index_shards(shards, directory, overwrite=True)
-    print(f"{PROGRAM} merge-index: {len(shards)} shards ({merged.count} passages) → {directory}", file=sys.stderr)
+    shards = len(find_shard_directories(args.index))
+    merged = merge_shards(args.index)
+    print(f"{PROGRAM} merge-index: {shards} shards ({merged.count} passages) → {args.index}", file=sys.stderr)
     return 0
 
 

@@ -399,7 +399,65 @@ def test_module_entry_point(work):
 def test_model_commands_on_cpu_keep_freed_host_memory(work, tmp_path):
     from unittest import mock
 
-    with mock.patch("tct_hf.training.host_memory.keep_freed_host_memory") as keep:
+    with mock.patch("tct_hf.host_memory.keep_freed_host_memory") as keep:
         status, _, err = cli(*search_arguments(work, tmp_path / "run.trec"), "--device", "cpu")
     assert status == 0, err
     keep.assert_called_once_with()
+
+
+def test_cli_does_not_import_training():
+    """The CLI is a layer over retrieval and evaluation: loading it and every command's module needs no trainer."""
+    code = (
+        "import sys, tct_hf.cli, tct_hf.retrieval.encode_index, tct_hf.retrieval.mining\n"
+        "tct_hf.cli.build_parser()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tct_hf.training')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def encode_shard(work: Path, output: Path, shard: str, model: str = "bert") -> None:
+    status, _, err = cli("encode", "--model", work / model, "--corpus", work / "corpus.tsv", "--output", output,
+                         "--shard", shard, "--no-progress")  # fmt: skip
+    assert status == 0, err
+
+
+def merge_error(index: Path) -> str:
+    status, out, err = cli("merge-index", "--index", index)
+    assert status == 2 and out == "", err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("tct-hf merge-index: error: "), err
+    return err
+
+
+def test_merge_index_errors(work, tmp_path):
+    assert "no such index directory" in merge_error(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "shard-x-of-2").mkdir()  # not a shard folder name
+    assert "no shard-I-of-N folders" in merge_error(tmp_path / "empty")
+    encode_shard(work, tmp_path / "incomplete", "0/3")
+    encode_shard(work, tmp_path / "incomplete", "2/3")
+    assert "do not cover 0..N-1" in merge_error(tmp_path / "incomplete")
+    assert sorted(p.name for p in (tmp_path / "incomplete").iterdir()) == ["shard-0-of-3", "shard-2-of-3"]  # kept
+    encode_shard(work, tmp_path / "mixed", "0/2")
+    encode_shard(work, tmp_path / "mixed", "1/2", model="bert48")
+    assert "dim 48 differs from the first shard's 32" in merge_error(tmp_path / "mixed")
+
+
+def test_unexpected_error_exits_1_with_one_line(work, tmp_path, monkeypatch):
+    """A failure that is not bad input (here: the index library breaking mid-run) exits 1 with one line naming the
+    exception type, no traceback, and leaves no output; TCT_HF_DEBUG=1 shows the traceback instead."""
+    import tct_hf.retrieval.search
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("faiss exploded\nsecond line")
+
+    monkeypatch.setattr(tct_hf.retrieval.search, "search", broken)
+    output = tmp_path / "run.trec"
+    status, out, err = cli(*search_arguments(work, output))
+    assert status == 1 and out == ""
+    assert err.strip().splitlines() == ["tct-hf search: error: RuntimeError: faiss exploded second line"]
+    assert not output.exists()
+    monkeypatch.setenv("TCT_HF_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="faiss exploded"):
+        cli(*search_arguments(work, output))

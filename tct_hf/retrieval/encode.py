@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 from tct_hf.data.errors import DataFormatError
 
 DEFAULT_CHUNK_SIZE = 8192
+# The one definition of a shard folder's name; `find_shard_directories` recognises exactly what this writes.
 SHARD_DIRECTORY_PATTERN = "shard-{index}-of-{count}"
+_SHARD_DIRECTORY_RE = re.compile(SHARD_DIRECTORY_PATTERN.format(index=r"(\d+)", count=r"(\d+)"))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -59,6 +61,26 @@ def shard_bounds(num_rows: int, shard: tuple[int, int] | None) -> tuple[int, int
 def shard_directory(index_dir: str | Path, index: int, count: int) -> Path:
     """Where shard ``index`` of ``count`` is written: ``INDEX_DIR/shard-{index}-of-{count}``."""
     return Path(index_dir) / SHARD_DIRECTORY_PATTERN.format(index=index, count=count)
+
+
+def find_shard_directories(index_dir: str | Path) -> list[Path]:
+    """The ``shard-I-of-N`` folders under ``index_dir``, ordered by I (what ``--shard`` runs and
+    `tct_hf.retrieval.encode_index` write there). Raises `FileNotFoundError` when ``index_dir`` is not a folder or
+    holds no shard folder; `tct_hf.retrieval.index.merge_index_shards` checks that they cover 0..N-1 once."""
+    directory = Path(index_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such index directory")
+    found = []
+    for path in directory.iterdir():
+        match = _SHARD_DIRECTORY_RE.fullmatch(path.name)
+        if match is not None and path.is_dir():
+            found.append((int(match.group(1)), path))
+    if not found:
+        raise FileNotFoundError(
+            f"{directory}: no {SHARD_DIRECTORY_PATTERN.format(index='I', count='N')} folders to merge "
+            "(write them with `tct-hf encode --shard I/N` or encode_index(..., shard=(i, n)))"
+        )
+    return [path for _, path in sorted(found, key=lambda item: item[0])]
 
 
 def load_corpus(corpus: Any, skip_empty: bool = False) -> tuple[Any, str]:

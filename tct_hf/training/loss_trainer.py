@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .host_memory import keep_freed_host_memory
+from tct_hf.host_memory import keep_freed_host_memory
 
 
 class CollatorEpochCallback(TrainerCallback):

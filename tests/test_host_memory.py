@@ -46,7 +46,7 @@ def probe(setup: str) -> dict:
 
 def test_freed_blocks_are_reused_without_new_page_faults():
     default = probe("applied = False")
-    kept = probe("from tct_hf.training.host_memory import keep_freed_host_memory\napplied = keep_freed_host_memory()")
+    kept = probe("from tct_hf.host_memory import keep_freed_host_memory\napplied = keep_freed_host_memory()")
     assert min(default["faults"]) >= PAGES_PER_CYCLE * 0.9  # glibc unmaps each freed block: every page faults again
     assert kept["applied"] is True
     # The first cycle maps the memory; later ones reuse it. The heap may still grow once or twice while it settles
@@ -57,7 +57,8 @@ def test_freed_blocks_are_reused_without_new_page_faults():
 def test_cpu_trainer_applies_it_unless_told_not_to(tmp_path):
     setup = f"""
 from unittest import mock
-from tct_hf.training import TCTTrainingArguments, TCTTrainer, host_memory
+from tct_hf import host_memory
+from tct_hf.training import TCTTrainingArguments, TCTTrainer
 from tct_hf import TCTModel
 from transformers import BertConfig
 calls = []

@@ -1,21 +1,21 @@
-"""CPU training speed: keep freed host memory for the next step instead of handing it back to the kernel.
+"""Keep freed host memory for the next step instead of handing it back to the kernel (CPU training and encoding).
 
 PyTorch takes every CPU tensor from ``malloc``. glibc serves a block above its mmap threshold (at most 32 MiB) with
 a fresh ``mmap`` and returns it with ``munmap`` as soon as it is freed, so the kernel zero-fills every page of it
-again on first touch in the next step. A training step allocates and frees many such blocks: one layer's attention
-probabilities for 192 passages x 154 tokens x 12 heads are 218 MB. ``benchmarks/train_step.py`` (MiniLM, batch 96,
-one thread) counted 6.2 million page faults and 20 s of a 47 s step spent in the kernel; with the settings below the
-step took 27-31 s (benchmarks/RESULTS.md).
+again on first touch in the next step. A training step allocates and frees many such blocks (one layer's attention
+probabilities at the paper's batch size are hundreds of megabytes); benchmarks/RESULTS.md has the measurements.
 
 `keep_freed_host_memory` sets glibc's ``M_MMAP_MAX = 0`` (large blocks come from the heap too) and
 ``M_TRIM_THRESHOLD = -1`` (freed heap memory is kept, not trimmed): from the second step on, the step's memory is
-reused. The cost is resident memory: the process keeps its peak (about +20% at batch 96). The settings are
-process-wide and stay for the process's life. Elsewhere than glibc Linux (musl, macOS, Windows) nothing changes and
-the function says so by returning False. jemalloc or tcmalloc through ``LD_PRELOAD`` (PyTorch's CPU tuning guide)
-have the same effect, and the environment variables ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1`` set the same
-two values before a process starts.
+reused. The cost is resident memory: the process keeps its peak. The settings are process-wide and stay for the
+process's life. Elsewhere than glibc Linux (musl, macOS, Windows) nothing changes and the function says so by
+returning False. jemalloc or tcmalloc through ``LD_PRELOAD`` (PyTorch's CPU tuning guide) have the same effect, and
+the environment variables ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1`` set the same two values before a process
+starts.
 
-`TCTTrainer` and `ColBERTTrainer` call it when they train on the CPU unless ``keep_freed_host_memory=False``.
+Callers: `TCTTrainer` and `ColBERTTrainer` when they train on the CPU (unless ``keep_freed_host_memory=False``), and
+`tct_hf.retrieval.encode_index` / the `tct-hf` commands that load a model on the CPU. This module sits at the top of
+the package so that training and retrieval can both use it without importing each other.
 
 Example:
     >>> keep_freed_host_memory()  # doctest: +SKIP
