@@ -24,8 +24,10 @@ Conventions:
 - ``--shard I/N`` encodes the contiguous slice I of N (0-based) into ``INDEX_DIR/shard-I-of-N``; ``merge-index``
   joins them into ``INDEX_DIR``. Under ``accelerate launch -m tct_hf.cli encode ...`` each process takes shard
   ``(process_index, num_processes)`` by itself and rank 0 merges after a barrier.
-- ``evaluate`` prints one JSON object ``{metric: value}``; with ``--per-query`` it first prints one JSON line per
-  query ``{"query_id": qid, metric: value, ...}`` and the aggregate object last.
+- ``evaluate`` prints one JSON object ``{metric: value, ..., "queries": coverage}`` (coverage: queries evaluated, run
+  queries without judgments and judged queries without results, counts and ids); with ``--per-query`` it first
+  prints one JSON line per query ``{"query_id": qid, metric: value, ...}`` and the aggregate object last. An empty
+  run or qrels, or no query in both, is an error (as trec_eval).
 - Model type (``--encoder-type auto``): see `tct_hf.retrieval.encoders` (tct_hf student, plain BERT with TCT
   conventions, or a sentence-transformers directory).
 
@@ -356,7 +358,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.per_query:
         for qid, values in result.per_query.items():
             print(json.dumps({"query_id": qid, **values}))
-    print(json.dumps(result.metrics))
+    summary = result.as_dict()
+    summary.pop("per_query", None)
+    print(json.dumps(summary))
     return 0
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value
 
+from .bom import strip_bom
 from .errors import DataFormatError
 from .run_files import read_qrels
 from .text_files import (
@@ -54,7 +55,7 @@ def is_jsonl(path: str | Path) -> bool:
 def count_columns_of_first_line(path: str | Path) -> int:
     """Number of tab-separated fields on the first line (0 for an empty file)."""
     with open_binary(path) as handle:
-        first = handle.readline().rstrip(b"\r\n")
+        first = strip_bom(handle.readline(), 1).rstrip(b"\r\n")
     return first.count(b"\t") + 1 if first else 0
 
 
@@ -141,10 +142,15 @@ def load_collection(
 def load_queries(
     path: str | Path, *, encoding_errors: str = "strict", empty: str = "keep", cache_dir: str | Path | None = None
 ) -> Dataset:
-    """Queries as a `Dataset` with string columns `id`, `text` (`qid<TAB>text` TSV, `.gz`, or JSON lines)."""
+    """Queries as a `Dataset` with string columns `id`, `text` (`qid<TAB>text` TSV, `.gz`, or JSON lines).
+
+    A file without any query (or whose every query was skipped by ``empty="skip"``) raises `DataFormatError`."""
     features, rows = _text_rows(path, "queries", encoding_errors, empty)
     key = cache_key("queries", path, encoding_errors=encoding_errors, empty=empty)
-    return write_cached_dataset(rows, features, key, cache_dir)
+    queries = write_cached_dataset(rows, features, key, cache_dir)
+    if len(queries) == 0:
+        raise DataFormatError(path, None, "no query in the file", "give one query per line as qid<TAB>text")
+    return queries
 
 
 QRELS_FEATURES = Features({"query_id": Value("string"), "doc_id": Value("string"), "relevance": Value("int32")})

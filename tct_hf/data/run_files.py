@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bom import strip_bom
 from .errors import DataFormatError
 
 Run = dict[str, dict[str, float]]
@@ -63,13 +64,15 @@ class RunFormatError(DataFormatError):
 
 
 def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` for non-blank lines, decoding UTF-8 strictly (``.gz`` decompressed)."""
+    """Yield ``(line_number, text)`` for non-blank lines, decoding UTF-8 strictly (``.gz`` decompressed); a UTF-8
+    byte-order mark at the start of the file is dropped (it would otherwise begin the first qid)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
+            raw = strip_bom(raw, line_number)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -182,7 +185,10 @@ def read_qrels(path: str | os.PathLike) -> Qrels:
 
 
 def read_queries(path: str | os.PathLike) -> dict[str, str]:
-    """Read a topics file ``qid<TAB>text`` (also ``.tsv.gz``) into ``{qid: text}`` in file order."""
+    """Read a topics file ``qid<TAB>text`` (also ``.tsv.gz``) into ``{qid: text}`` in file order.
+
+    A file without any query is an error (a search, a BM25 run or a mining over no query would write an empty
+    output and exit as if it had worked)."""
     queries: dict[str, str] = {}
     for line_number, text in _lines(path):
         fields = text.split("\t")
@@ -201,6 +207,8 @@ def read_queries(path: str | os.PathLike) -> dict[str, str]:
         if qid in queries:
             raise RunFormatError(path, line_number, f"duplicate query id {qid!r}", "give each query a unique id")
         queries[qid] = query
+    if not queries:
+        raise RunFormatError(path, None, "no query in the file", "give one query per line as `qid<TAB>text`")
     return queries
 
 

@@ -11,8 +11,12 @@ Conventions of every reader built on this module:
 - `encoding_errors="strict"` (default) raises `DataFormatError` at the first line that is not UTF-8;
   `"replace"` decodes such lines with U+FFFD, counts them and logs the count and the first line numbers;
 - `.gz` files are decompressed on the fly;
-- the parsed table is cached as an Arrow file keyed by (reader, options, absolute path, size, mtime), written to a
-  temporary name and renamed, so an interrupted run never leaves a partial cache entry.
+- a UTF-8 byte-order mark at the start of a file is stripped (`bom.strip_bom`; Windows editors write one), so the
+  first id never begins with U+FEFF; every reader of this package (collection, queries, qrels, runs, triples,
+  JSONL) does the same;
+- the parsed table is cached as an Arrow file keyed by (reader, options, a SHA-256 of the file's bytes), written to a
+  temporary name and renamed, so an interrupted run never leaves a partial cache entry, and a file rewritten with
+  the same size and modification time is parsed again (the content decides, not the file's metadata).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import IO
 import pyarrow as pa
 from datasets import Dataset, Features
 
+from .bom import strip_bom
 from .errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -38,7 +43,7 @@ logger = logging.getLogger(__name__)
 ENCODING_ERRORS = ("strict", "replace")
 EMPTY_TEXT_POLICIES = ("keep", "skip", "error")
 _BATCH_ROWS = 50_000
-_CACHE_FORMAT_VERSION = "1"
+_CACHE_FORMAT_VERSION = "2"
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
@@ -105,10 +110,12 @@ def iter_lines(path: str | Path, encoding_errors: str, issues: LineIssues) -> It
     """Yield `(line_number, text)` for every line of the file, 1-based, without the line terminator.
 
     A final empty line (the newline at the end of the file) is not a line; any other empty line is yielded.
+    A UTF-8 byte-order mark at the start of the file is dropped.
     """
     check_option("encoding_errors", encoding_errors, ENCODING_ERRORS)
     with open_binary(path) as handle:
         for line_number, raw in enumerate(handle, start=1):
+            raw = strip_bom(raw, line_number)
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
                 if raw.endswith(b"\r"):
@@ -156,15 +163,22 @@ def iter_jsonl_records(
         yield line_number, record
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of the file's bytes (as stored: a `.gz` file is hashed compressed)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def cache_key(kind: str, path: str | Path, **options) -> str:
-    """Hash of the reader, its options and the file's identity (absolute path, size, modification time)."""
-    stat = Path(path).stat()
+    """Hash of the reader, its options and the file's content (a SHA-256 of its bytes).
+
+    Content, not size and modification time: a file rewritten within the same second with the same length (a
+    script regenerating it, a copy that keeps times) must not return the previous parse. Hashing reads the file
+    once, a small cost next to parsing it."""
     identity = {
         "version": _CACHE_FORMAT_VERSION,
         "kind": kind,
-        "path": str(Path(path).resolve()),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
+        "sha256": file_digest(path),
         "options": options,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]

@@ -13,7 +13,11 @@ and pytrec_eval computes (``AP``, ``P@5``, ``nDCG@10``, ``R@100``, ``RR``, ``Jud
 - ``R@k``: relevant documents retrieved in the top ``k`` / all relevant documents of the query.
 - Relevance: a document is relevant when ``rel >= 1`` (``RR(rel=2)@10`` etc. change the threshold).
 
-Query sets (counted in the result, logged as a warning when not zero):
+Strictness (as trec_eval, which refuses an empty results file): an empty run, empty qrels, or a run and qrels that
+share no query (e.g. ids ``1`` vs ``001``) raise `ValueError` in both modes — all-zero metrics are never reported
+for inputs that cannot be compared.
+
+Query sets (counted in the result and in ``as_dict()``'s ``"queries"``, logged as a warning when not zero):
 
 - run queries without any judgment cannot be scored and are always left out (trec_eval does the same);
 - qrels queries with no result in the run count as 0 for every metric when ``complete=True`` (the default, as
@@ -66,13 +70,16 @@ class EvaluationResult:
     complete: bool = True
 
     def as_dict(self) -> dict:
-        """JSON-ready summary: the metrics, then counts under ``"queries"``, then ``per_query`` when present."""
+        """JSON-ready summary: the metrics, then the coverage under ``"queries"`` (counts, and the ids of run queries
+        without judgments and of judged queries without results), then ``per_query`` when present."""
         summary: dict = dict(self.metrics)
         summary["queries"] = {
             "evaluated": self.num_queries,
             "run_queries_without_judgments": len(self.run_queries_without_judgments),
             "qrels_queries_without_results": len(self.qrels_queries_without_results),
             "missing_counted_as_zero": self.complete,
+            "run_queries_without_judgments_ids": list(self.run_queries_without_judgments),
+            "qrels_queries_without_results_ids": list(self.qrels_queries_without_results),
         }
         if self.per_query is not None:
             summary["per_query"] = self.per_query
@@ -141,6 +148,12 @@ def evaluate_run(
     parsed = _parse(metrics)
     if not parsed:
         raise ValueError("no metric requested. Fix: pass e.g. metrics=('RR@10', 'nDCG@10').")
+    for name, table, fix in (
+        ("run", run, "retrieve for at least one query"),
+        ("qrels", qrels, "give at least one judgment"),
+    ):
+        if not any(table.values()):
+            raise ValueError(f"the {name} is empty (no query with any document). Fix: {fix}.")
     run_without_judgments = [qid for qid in run if qid not in qrels]
     qrels_without_results = [qid for qid in qrels if qid not in run or not run[qid]]
     judged_run = {qid: {d: float(s) for d, s in run[qid].items()} for qid in run if qid in qrels and run[qid]}
@@ -154,8 +167,11 @@ def evaluate_run(
             len(qrels_without_results),
             "counted as 0" if complete else "left out of the average",
         )
-    if not counted:
-        raise ValueError("no query is both in the run and in the qrels. Fix: check that the query ids match.")
+    if not evaluated:  # in both modes: complete=True would otherwise average zeros of the judged queries
+        raise ValueError(
+            f"no query is both in the run and in the qrels (run: {len(run)} queries, qrels: {len(qrels)}). "
+            "Fix: check that the query ids match (e.g. '1' vs '001')."
+        )
     judged_qrels = {qid: {d: int(r) for d, r in qrels[qid].items()} for qid in evaluated}
 
     values: dict[str, dict[str, float]] = {qid: {} for qid in counted}

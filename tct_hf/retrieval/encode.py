@@ -116,13 +116,14 @@ def _lines_with_docid(path: str, docid: str) -> list[int]:
     """1-based line numbers of ``path`` (TSV or JSONL, ``.gz`` too) whose id field is ``docid`` (error path only)."""
     import json
 
+    from tct_hf.data.bom import strip_bom
     from tct_hf.data.msmarco import ID_KEYS, is_jsonl
     from tct_hf.data.text_files import open_binary
 
     found = []
     with open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            line = strip_bom(raw, number).decode("utf-8", errors="replace").rstrip("\r\n")
             if is_jsonl(path):
                 try:
                     record = json.loads(line) if line.strip() else {}

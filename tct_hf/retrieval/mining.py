@@ -34,7 +34,8 @@ Documented skips (each counted and logged as one warning, never silent):
   ``num_negatives`` negatives, which the collator expects).
 
 A judged-relevant passage missing from the collection is an error (the qrels and the collection do not match), and so
-is a teacher that cannot read the texts (see `check_teacher_reads`): both are found before anything is encoded.
+is a teacher that cannot read the texts (see `check_teacher_reads`): both are found before anything is encoded. A
+mining that yields no row at all is an error too (there is no empty dataset: a training run on it could only fail).
 
 Determinism: one `numpy.random.Generator(seed)` draws for the queries in ``queries`` order and each query's positives
 in docid order, so the same inputs and seed give the same dataset.
@@ -231,6 +232,12 @@ def mine_hard_negatives(
         )
         if teacher_scores is not None:
             logger.warning("the teacher filter is counted in those skips: lower teacher_margin to keep more")
+    if not rows:  # an empty save_to_disk folder would not even load back (datasets refuses it)
+        raise ValueError(
+            f"no row mined: all {exhausted} (query, positive) pairs had fewer than "
+            f"{1 if with_replacement else num_negatives} non-relevant candidates in the top {depth}. "
+            "Fix: raise depth, lower num_negatives, allow replacement (or lower teacher_margin)."
+        )
     dataset = _training_dataset(rows, query_texts, corpus, row_of, datasets)
     if teacher_scores is not None:
         dataset = _with_teacher_columns(dataset, rows, dropped_per_row, teacher_scores, datasets)

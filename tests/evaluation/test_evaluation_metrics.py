@@ -110,6 +110,8 @@ def test_missing_queries_are_counted_and_complete_switch(caplog):
         "run_queries_without_judgments": 1,
         "qrels_queries_without_results": 1,
         "missing_counted_as_zero": True,
+        "run_queries_without_judgments_ids": ["q5"],
+        "qrels_queries_without_results_ids": ["q4"],
     }
     assert "per_query" in summary
 
