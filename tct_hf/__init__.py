@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration_colbert import ColBERTConfig
 from .configuration_tct import TCTConfig
+from .conversion import read_foreign_checkpoint
 from .modeling_colbert import ColBERTModel, ColBERTOutput
 from .modeling_tct import TCTModel, TCTOutput
 
@@ -16,6 +17,9 @@ __version__ = "0.1.0"
 AutoModel.register(TCTConfig, TCTModel, exist_ok=True)
 AutoConfig.register(ColBERTConfig.model_type, ColBERTConfig, exist_ok=True)
 AutoModel.register(ColBERTConfig, ColBERTModel, exist_ok=True)
+# Foreign checkpoint layouts (Stanford, sentence-transformers multi-vector, PyLate) are converted outside the
+# travelling modeling file: registering the reader lets ColBERTModel.from_pretrained load them.
+ColBERTModel.register_checkpoint_reader(read_foreign_checkpoint)
 for _config_class, _model_class in ((TCTConfig, TCTModel), (ColBERTConfig, ColBERTModel)):
     _config_class.register_for_auto_class()
     _model_class.register_for_auto_class("AutoModel")

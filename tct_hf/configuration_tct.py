@@ -14,12 +14,15 @@ castorini/tct_colbert-* checkpoints give Pyserini's vectors:
 ``model_type`` stays ``"bert"`` on purpose: a saved student loads as a plain ``BertModel`` in every BERT loader
 (sentence-transformers without ``trust_remote_code``, Pyserini), and as ``TCTModel`` with ``trust_remote_code=True``.
 
-This file imports only transformers (it is copied next to checkpoints for ``trust_remote_code``).
+This file imports only transformers and ``text_inputs.py`` (both are copied next to checkpoints for
+``trust_remote_code``).
 """
 
 from __future__ import annotations
 
 from transformers import BertConfig
+
+from .text_inputs import check_texts, check_titles
 
 TCT_SIMILARITIES = ("dot",)
 
@@ -85,7 +88,7 @@ class TCTConfig(BertConfig):
             >>> TCTConfig(query_max_length=6).format_queries(["heat"])
             ['[CLS] [Q] heat[MASK][MASK][MASK][MASK][MASK][MASK]']
         """
-        _check_texts(queries, "queries")
+        check_texts(queries, "queries")
         augmentation = self.query_augment_token * (self.query_max_length if augment_length is None else augment_length)
         return [f"{self.query_prefix}{query}{augmentation}" for query in queries]
 
@@ -96,31 +99,11 @@ class TCTConfig(BertConfig):
             >>> TCTConfig().format_passages(["water boils"], titles=["heat"])
             ['[CLS] [D] heat water boils']
         """
-        _check_texts(passages, "passages")
+        check_texts(passages, "passages")
         if titles is None:
             return [f"{self.passage_prefix}{passage}" for passage in passages]
-        if isinstance(titles, str) or len(titles) != len(passages):
-            raise ValueError(
-                f"titles must be a list with one title per passage: got {type(titles).__name__} "
-                f"of length {len(titles)} for {len(passages)} passages."
-            )
-        for index, title in enumerate(titles):
-            if not isinstance(title, str):
-                raise ValueError(f"titles[{index}] must be a str (use '' for no title), got {type(title).__name__}.")
+        check_titles(titles, len(passages))
         return [
             f"{self.passage_prefix}{title} {passage}" if title else f"{self.passage_prefix}{passage}"
             for title, passage in zip(titles, passages)
         ]
-
-
-def _check_texts(texts: list[str], what: str) -> None:
-    """Raise a ValueError naming the first bad item: the list itself, None, a non-string or a blank string."""
-    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-        raise ValueError(
-            f"{what} must be a list of strings, got {type(texts).__name__}: wrap a single text in a list."
-        )
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ValueError(f"{what}[{index}] must be a str, got {type(text).__name__} ({text!r}).")
-        if not text.strip():
-            raise ValueError(f"{what}[{index}] is an empty string: remove it or replace it with real text.")

@@ -6,16 +6,18 @@ Query tokens: every position from ``skip_positions`` on ([MASK] augmentation inc
 positions from ``skip_positions`` on, minus ``skiplist_words`` (Stanford: punctuation). Conventions: see
 ``configuration_colbert.py``.
 
-``ColBERTModel.from_pretrained`` loads our checkpoints, a Stanford ColBERT directory (``config.json`` with
-``architectures: ["HF_ColBERT"]``, ``bert.*`` + root ``linear.weight``, settings from ``artifact.metadata``), a
-sentence-transformers 6 ``MultiVectorEncoder`` directory, or a PyLate directory (``1_Dense`` projection).
+``ColBERTModel.from_pretrained`` loads our checkpoints and starts a new teacher on a plain BERT. Foreign layouts
+(Stanford ColBERT, sentence-transformers multi-vector, PyLate) are converted by readers registered with
+`ColBERTModel.register_checkpoint_reader`: ``import tct_hf`` registers ``tct_hf.conversion``'s, so with the package
+installed ``from_pretrained`` loads those too; this file alone (remote code) refuses a Stanford directory clearly.
 
 Example:
     >>> teacher = ColBERTModel.from_pretrained("colbert-ir/colbertv2.0")  # doctest: +SKIP
     >>> teacher.score_matrix(["what is heat"], ["Heat is energy.", "Paris is in France."])  # (1, 2) float32
     >>> teacher.score(["what is heat"], ["Heat is energy."])  # (1,) float32
 
-This file imports only torch, transformers and the standard library (it travels with checkpoints).
+This file imports torch, numpy (the inference helpers return arrays), transformers, the standard library and its
+travelling neighbours ``configuration_colbert.py`` and ``text_inputs.py`` (it travels with checkpoints).
 """
 
 from __future__ import annotations
@@ -36,12 +38,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers.modeling_outputs import ModelOutput
-from transformers.modeling_utils import load_state_dict
 from transformers.tokenization_utils_base import BatchEncoding
 from transformers.utils import logging
 
-from .configuration_colbert import CONVENTION_DEFAULTS, ColBERTConfig
-from .configuration_tct import _check_texts
+from .configuration_colbert import ColBERTConfig
+from .text_inputs import check_texts, check_titles
 
 logger = logging.get_logger(__name__)
 
@@ -216,6 +217,18 @@ class ColBERTModel(BertPreTrainedModel):
 
     # ------------------------------------------------------------------ loading and saving
 
+    # Readers of foreign checkpoint layouts, tried in order on a local directory: each returns (config values, state
+    # dict, tokenizer directory) or None. They live outside this file (tct_hf.conversion registers its own on
+    # import) so that the file stays self-contained when it runs as remote code.
+    _checkpoint_readers: list = []
+
+    @classmethod
+    def register_checkpoint_reader(cls, reader) -> None:
+        """Make ``from_pretrained`` try ``reader(directory) -> (config_values, state_dict, tokenizer_dir) | None``
+        on local directories before loading them as our checkpoint or a plain BERT (registered once)."""
+        if reader not in ColBERTModel._checkpoint_readers:
+            ColBERTModel._checkpoint_readers.append(reader)
+
     @classmethod
     def from_pretrained(
         cls,
@@ -224,24 +237,32 @@ class ColBERTModel(BertPreTrainedModel):
         tokenizer: PreTrainedTokenizerBase | None = None,
         **kwargs,
     ) -> ColBERTModel:
-        """Load our checkpoints, Stanford ColBERT, sentence-transformers multi-vector or PyLate directories.
+        """Load our checkpoints, start a new teacher on a plain BERT, or convert a foreign layout (Stanford
+        ColBERT, sentence-transformers multi-vector, PyLate) through the registered checkpoint readers.
 
-        safetensors only, float32 unless ``dtype=`` says otherwise. For Stanford / sentence-transformers / PyLate
-        directories, keyword arguments that name ``ColBERTConfig`` fields override the values read from disk.
+        safetensors only, float32 unless ``dtype=`` says otherwise. For converted directories, keyword arguments
+        that name ``ColBERTConfig`` fields override the values read from disk.
         """
         directory = Path(pretrained_model_name_or_path)
         kwargs.setdefault("dtype", torch.float32)
         if directory.exists():
             _check_local_directory(directory)
-            foreign = _read_foreign_checkpoint(directory)
-            if foreign is not None:
-                return cls._from_foreign(directory, *foreign, tokenizer=tokenizer, **kwargs)
-            if "config" not in kwargs and _read_json(directory / "config.json").get("model_type") != "tct_hf_colbert":
+            for reader in ColBERTModel._checkpoint_readers:
+                converted = reader(directory)
+                if converted is not None:
+                    return cls.from_converted(*converted, tokenizer=tokenizer, **kwargs)
+            config_values = _read_json(directory / "config.json")
+            if "HF_ColBERT" in (config_values.get("architectures") or []):
+                raise OSError(
+                    f"{directory} is a Stanford ColBERT checkpoint: its conversion lives in the tct_hf package "
+                    "(pip install tct_hf; then ColBERTModel.from_pretrained converts it on load)."
+                )
+            if "config" not in kwargs and config_values.get("model_type") != "tct_hf_colbert":
                 # A plain BERT: a new ColBERT on top of it (the projection starts random). Build the config here so
                 # that `convention=` picks the defaults before they are filled in.
                 fields = set(ColBERTConfig.__dataclass_fields__)
                 overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields and key != "dtype"}
-                kwargs["config"] = ColBERTConfig(**{**_bert_fields(directory), **overrides})
+                kwargs["config"] = ColBERTConfig(**{**_bert_fields(config_values), **overrides})
         kwargs.setdefault("use_safetensors", True)
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         _check_projection(model.linear.weight.shape, model.config, str(pretrained_model_name_or_path))
@@ -251,28 +272,30 @@ class ColBERTModel(BertPreTrainedModel):
         return model
 
     @classmethod
-    def _from_foreign(
+    def from_converted(
         cls,
-        directory: Path,
         config_values: dict,
         state_dict: dict[str, torch.Tensor],
-        tokenizer_directory: Path,
+        tokenizer_directory: str | os.PathLike,
         tokenizer: PreTrainedTokenizerBase | None = None,
         dtype: torch.dtype | str = torch.float32,
         **overrides,
     ) -> ColBERTModel:
+        """Build a teacher from converted values: ``ColBERTConfig(**config_values, **overrides)``, a state dict with
+        every ``bert.*`` and ``linear.*`` weight (pooler and ``cls.*`` heads ignored; anything else missing or
+        unexpected raises OSError) and the tokenizer of ``tokenizer_directory`` (unless ``tokenizer`` is given)."""
         unknown = set(overrides) - set(ColBERTConfig.__dataclass_fields__)
         if unknown:
-            raise TypeError(f"unexpected arguments {sorted(unknown)} for a Stanford/sentence-transformers directory.")
+            raise TypeError(f"unexpected arguments {sorted(unknown)} for a converted checkpoint.")
         config = ColBERTConfig(**{**config_values, **overrides})
-        _check_projection(state_dict["linear.weight"].shape, config, str(directory))
+        _check_projection(state_dict["linear.weight"].shape, config, str(tokenizer_directory))
         model = cls(config)
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         unexpected = [key for key in unexpected if not key.startswith(("bert.pooler.", "cls."))]
         missing = [key for key in missing if not key.endswith("position_ids")]
         if missing or unexpected:
             raise OSError(
-                f"{directory}: weights do not fit a BERT + linear ColBERT: missing {missing[:5]}, "
+                f"{tokenizer_directory}: weights do not fit a BERT + linear ColBERT: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}."
             )
         if isinstance(dtype, str) and dtype != "auto":
@@ -298,7 +321,7 @@ class ColBERTModel(BertPreTrainedModel):
     def tokenize_queries(self, texts: list[str], max_length: int | None = None) -> BatchEncoding:
         """``prefix + query`` tokenized to exactly ``max_length or config.query_max_length`` tokens: truncated, or
         padded with ``query_augment_token`` (attended only when ``attend_to_mask_tokens``). Returns tensors."""
-        _check_texts(texts, "queries")
+        check_texts(texts, "queries")
         length = self._check_length(max_length, self.config.query_max_length)
         tokenizer = self._require_tokenizer()
         encoded = tokenizer(
@@ -321,14 +344,10 @@ class ColBERTModel(BertPreTrainedModel):
     ) -> BatchEncoding:
         """``prefix + [title + " "] + text`` truncated to ``max_length or config.passage_max_length`` tokens,
         padded to the longest. Returns tensors."""
-        _check_texts(texts, "passages")
+        check_texts(texts, "passages")
         length = self._check_length(max_length, self.config.passage_max_length)
         if titles is not None:
-            if isinstance(titles, str) or len(titles) != len(texts):
-                raise ValueError(f"titles must be a list with one title per passage ({len(texts)}), got {titles!r}.")
-            for index, title in enumerate(titles):
-                if not isinstance(title, str):
-                    raise ValueError(f"titles[{index}] must be a str (use '' for no title), got {title!r}.")
+            check_titles(titles, len(texts))
             texts = [f"{title} {text}" if title else text for title, text in zip(titles, texts)]
         return self._require_tokenizer()(
             [f"{self.config.passage_prefix}{text}" for text in texts],
@@ -422,11 +441,11 @@ class ColBERTModel(BertPreTrainedModel):
         self, queries: list[str], passages: list[str], titles: list[str] | None = None, batch_size: int = 64
     ) -> np.ndarray:
         """MaxSim of every query against every passage: float32 array ``[len(queries), len(passages)]``."""
-        _check_texts(queries, "queries")
-        _check_texts(passages, "passages")
+        check_texts(queries, "queries")
+        check_texts(passages, "passages")
         _check_batch_size(batch_size)
-        if titles is not None and (isinstance(titles, str) or len(titles) != len(passages)):
-            raise ValueError(f"titles must be a list with one title per passage ({len(passages)}), got {titles!r}.")
+        if titles is not None:
+            check_titles(titles, len(passages))
         scores = np.zeros((len(queries), len(passages)), dtype=np.float32)
         if not queries or not passages:
             return scores
@@ -450,8 +469,8 @@ class ColBERTModel(BertPreTrainedModel):
         self, queries: list[str], passages: list[str], titles: list[str] | None = None, batch_size: int = 64
     ) -> np.ndarray:
         """MaxSim of matched pairs ``(queries[i], passages[i])``: float32 array ``[len(queries)]``."""
-        _check_texts(queries, "queries")
-        _check_texts(passages, "passages")
+        check_texts(queries, "queries")
+        check_texts(passages, "passages")
         _check_batch_size(batch_size)
         if len(queries) != len(passages):
             raise ValueError(
@@ -555,183 +574,7 @@ def _read_json(path: Path) -> dict | list:
         raise OSError(f"{path}:{error.lineno}: invalid JSON ({error.msg}).") from error
 
 
-def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of ``model.safetensors`` (or its sharded index) in ``directory``; safetensors only."""
-    single = directory / "model.safetensors"
-    if single.is_file():
-        return load_state_dict(str(single))
-    index = directory / "model.safetensors.index.json"
-    if index.is_file():
-        state_dict = {}
-        for shard in sorted(set(_read_json(index)["weight_map"].values())):
-            state_dict.update(load_state_dict(str(directory / shard)))
-        return state_dict
-    if (directory / "pytorch_model.bin").is_file():
-        raise OSError(
-            f"{directory} has only pytorch_model.bin: tct_hf loads safetensors only. Convert it once with "
-            "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
-        )
-    raise OSError(f"{directory} has no model.safetensors: not a checkpoint directory.")
-
-
-def _bert_fields(directory: Path) -> dict:
-    """The BERT fields of ``directory/config.json`` (other keys dropped)."""
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise OSError(f"{directory} has no config.json for the BERT backbone.")
-    values = _read_json(config_path)
+def _bert_fields(config_values: dict) -> dict:
+    """The BERT fields of a ``config.json`` (``architectures`` and every non-BERT key dropped)."""
     bert_fields = set(BertConfig.__dataclass_fields__)
-    return {key: value for key, value in values.items() if key in bert_fields and key != "architectures"}
-
-
-def _read_foreign_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path] | None:
-    """``(config values, state dict with bert.* / linear.*, tokenizer directory)`` for a Stanford, PyLate or
-    sentence-transformers multi-vector directory; None for our own (or a plain BERT) checkpoint."""
-    if (directory / "modules.json").is_file() and _is_multi_vector_directory(directory):
-        return _read_sentence_transformers_checkpoint(directory)
-    config = _read_json(directory / "config.json")
-    if "HF_ColBERT" in (config.get("architectures") or []):
-        return _read_stanford_checkpoint(directory)
-    return None
-
-
-def _is_multi_vector_directory(directory: Path) -> bool:
-    """True for a MultiVectorEncoder / PyLate directory; False for a dense SentenceTransformer (e.g. a saved TCT
-    student), whose BERT then starts a new ColBERT like any plain BERT checkpoint."""
-    model_config_path = directory / "config_sentence_transformers.json"
-    model_config = _read_json(model_config_path) if model_config_path.is_file() else {}
-    if model_config.get("model_type") in ("MultiVectorEncoder", "ColBERT"):
-        return True
-    return any(str(module.get("type", "")).startswith("pylate.") for module in _read_json(directory / "modules.json"))
-
-
-def _read_stanford_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
-    """Stanford ColBERT: ``bert.*`` + root ``linear.weight``, settings in ``artifact.metadata`` (when present)."""
-    weights = _read_weights(directory)
-    if "linear.weight" not in weights:
-        raise OSError(f"{directory}: a Stanford ColBERT checkpoint needs a root 'linear.weight' tensor.")
-    metadata_path = directory / "artifact.metadata"
-    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
-    values = {**_bert_fields(directory), **CONVENTION_DEFAULTS["stanford"], "convention": "stanford"}
-    values["dim"] = int(metadata.get("dim", weights["linear.weight"].shape[0]))
-    if metadata.get("query_maxlen") is not None:
-        values["query_max_length"] = int(metadata["query_maxlen"])
-    if metadata.get("doc_maxlen") is not None:
-        values["passage_max_length"] = int(metadata["doc_maxlen"])
-    if metadata.get("attend_to_mask_tokens") is not None:
-        values["attend_to_mask_tokens"] = bool(metadata["attend_to_mask_tokens"])
-    if metadata.get("mask_punctuation") is False:
-        values["skiplist_words"] = []
-    if metadata.get("similarity") is not None:
-        values["similarity"] = metadata["similarity"]
-    for key, field in (("query_token_id", "query_prefix"), ("doc_token_id", "passage_prefix")):
-        if metadata.get(key):
-            values[field] = f"{metadata[key]} "
-    state_dict = {key: value for key, value in weights.items() if key.startswith(("bert.", "linear."))}
-    if not any(key.startswith("bert.") for key in state_dict):
-        state_dict.update({f"bert.{key}": value for key, value in weights.items() if key != "linear.weight"})
-    return values, state_dict, directory
-
-
-SENTENCE_TRANSFORMERS_DENSE = (
-    "sentence_transformers.base.modules.dense.Dense",
-    "sentence_transformers.models.Dense",
-    "sentence_transformers.models.Dense.Dense",
-    "pylate.models.Dense.Dense",
-    "pylate.models.Dense",
-)
-
-
-def _read_sentence_transformers_checkpoint(directory: Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
-    """A sentence-transformers 6 ``MultiVectorEncoder`` or PyLate directory: Transformer, Dense projection,
-    optional MultiVectorMask (skiplist) and Normalize modules; prompts and lengths from the JSON configs."""
-    modules = _read_json(directory / "modules.json")
-    model_config_path = directory / "config_sentence_transformers.json"
-    model_config = _read_json(model_config_path) if model_config_path.is_file() else {}
-    model_type = model_config.get("model_type")
-    is_pylate = model_type == "ColBERT" or any(str(m.get("type", "")).startswith("pylate.") for m in modules)
-    if model_type not in ("MultiVectorEncoder", "ColBERT") and not is_pylate:
-        raise OSError(
-            f"{directory} is a sentence-transformers {model_type or 'SentenceTransformer'} directory, not a "
-            "multi-vector (ColBERT) one: ColBERTModel needs a MultiVectorEncoder or PyLate checkpoint."
-        )
-    transformer_dir = dense_dir = None
-    dense_config: dict = {}
-    skiplist: list[str] | None = None
-    normalize = model_type == "ColBERT"  # PyLate v3 saved [Transformer, Dense] and normalized inline
-    for module in modules:
-        kind, path = str(module.get("type", "")), directory / module.get("path", "")
-        if kind.endswith("Transformer"):
-            transformer_dir = path
-        elif kind in SENTENCE_TRANSFORMERS_DENSE:
-            if dense_dir is not None:
-                raise OSError(f"{directory}: more than one Dense module; ColBERTModel supports one projection.")
-            dense_dir, dense_config = path, _read_json(path / "config.json")
-        elif kind.endswith("MultiVectorMask"):
-            mask_config = _read_json(path / "config.json")
-            if "document" not in (mask_config.get("skiplist_tasks") or ["document"]):
-                raise OSError(f"{path}: a query-side skiplist is not supported by ColBERTModel.")
-            if mask_config.get("keep_only_token_ids"):
-                raise OSError(f"{path}: keep_only_token_ids is not supported by ColBERTModel.")
-            skiplist = list(mask_config.get("skiplist_words") or [])
-        elif kind.endswith("Normalize"):
-            normalize = True
-        else:
-            raise OSError(f"{directory}/modules.json: module {kind!r} is not supported by ColBERTModel.")
-    if transformer_dir is None or dense_dir is None:
-        raise OSError(f"{directory}: a multi-vector checkpoint needs a Transformer and a Dense module.")
-    activation = dense_config.get("activation_function", "torch.nn.modules.linear.Identity")
-    if not activation.endswith("Identity"):
-        raise OSError(f"{dense_dir}/config.json: activation {activation!r} is not supported (Identity only).")
-    dense_weights = _read_weights(dense_dir)
-    transformer_config_path = transformer_dir / "sentence_bert_config.json"
-    transformer_config = _read_json(transformer_config_path) if transformer_config_path.is_file() else {}
-    prompts = model_config.get("prompts") or {}
-    query_prefix = prompts.get("query") or model_config.get("query_prefix") or ""
-    passage_prefix = prompts.get("document") or model_config.get("document_prefix") or ""
-    if is_pylate and skiplist is None:
-        skiplist = model_config.get("skiplist_words", list(CONVENTION_DEFAULTS["stanford"]["skiplist_words"]))
-    expansion = transformer_config.get("query_expansion")
-    query_length = transformer_config.get("query_length") or model_config.get("query_length") or 32
-    attend = model_config.get("attend_to_expansion_tokens", model_config.get("attend_to_mask_tokens", False))
-    if expansion is not None:
-        if expansion.get("strategy") != "fixed":
-            raise OSError(
-                f"{transformer_config_path}: query_expansion strategy {expansion.get('strategy')!r} "
-                "is not supported (only 'fixed')."
-            )
-        query_length, attend = expansion["length"], bool(expansion.get("attend", False))
-    passage_length = (
-        transformer_config.get("document_length")
-        or model_config.get("document_length")
-        or transformer_config.get("max_seq_length")
-        or 512
-    )
-    similarity = model_config.get("similarity_fn_name") or "maxsim"
-    if similarity.lower() != "maxsim":
-        raise OSError(f"{model_config_path}: similarity_fn_name {similarity!r} is not supported (maxsim only).")
-    text_kwargs = (transformer_config.get("processing_kwargs") or {}).get("text") or {}
-    values = {
-        **_bert_fields(transformer_dir),
-        "convention": "stanford",
-        "dim": int(dense_config.get("out_features", dense_weights["linear.weight"].shape[0])),
-        "query_prefix": query_prefix,
-        "passage_prefix": passage_prefix,
-        "add_special_tokens": bool(text_kwargs.get("add_special_tokens", True)),
-        "query_max_length": int(query_length),
-        "passage_max_length": int(passage_length),
-        "query_augment_token": (expansion or {}).get("token") or "[MASK]",
-        "attend_to_mask_tokens": attend,
-        "skip_positions": 0,
-        # sentence-transformers registers markers only for legacy (PyLate prefix) saves; native ones keep the
-        # tokenizer as saved.
-        "register_marker_tokens": bool(model_config.get("query_prefix") or model_config.get("document_prefix")),
-        "projection_bias": bool(dense_config.get("bias", "linear.bias" in dense_weights)),
-        "normalize_queries": normalize,
-        "normalize_passages": normalize,
-        "skiplist_words": skiplist or [],
-    }
-    backbone = _read_weights(transformer_dir)
-    state_dict = {key if key.startswith("bert.") else f"bert.{key}": value for key, value in backbone.items()}
-    state_dict.update({f"linear.{key.split('.')[-1]}": value for key, value in dense_weights.items()})
-    return values, state_dict, transformer_dir
+    return {key: value for key, value in config_values.items() if key in bert_fields and key != "architectures"}

@@ -16,7 +16,8 @@ Example:
     >>> p = model.encode_passages(["Water boils at 100 C."], titles=["Water"])
     >>> scores = q @ p.T
 
-This file imports only torch, transformers and the standard library (it travels with checkpoints).
+This file imports torch, numpy (the encoders return arrays), transformers, the standard library and its travelling
+neighbours ``configuration_tct.py`` and ``text_inputs.py`` (it travels with checkpoints).
 """
 
 from __future__ import annotations

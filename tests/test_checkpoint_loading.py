@@ -106,6 +106,13 @@ def test_student_and_teacher_load_with_remote_code_without_tct_hf(saved_student,
     model, directory = saved_student
     teacher = ColBERTModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert", seed=12)), convention="stanford")
     teacher.save_pretrained(str(tmp_path / "teacher"))
+    # Each directory carries its own model's code (and the text checks both models share), nothing of the other.
+    assert {p.name for p in (tmp_path / "teacher").glob("*.py")} == {
+        "configuration_colbert.py",
+        "modeling_colbert.py",
+        "text_inputs.py",
+    }
+    assert {p.name for p in directory.glob("*.py")} == {"configuration_tct.py", "modeling_tct.py", "text_inputs.py"}
     code = f"""
 import json
 from transformers import AutoModel
@@ -129,3 +136,35 @@ def test_isolation_really_hides_tct_hf(tmp_path):
         "import json, importlib.util\nprint('RESULT ' + json.dumps(importlib.util.find_spec('tct_hf')))", tmp_path
     )
     assert result is None
+
+
+# What each travelling file may import besides the standard library and its travelling neighbours (relative imports):
+# the modules each header names.
+TRAVELLING_FILES = {
+    "configuration_tct.py": {"transformers"},
+    "configuration_colbert.py": {"transformers"},
+    "modeling_tct.py": {"torch", "numpy", "transformers"},
+    "modeling_colbert.py": {"torch", "numpy", "transformers"},
+    "text_inputs.py": set(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAVELLING_FILES))
+def test_travelling_files_import_only_what_their_headers_say(name):
+    import ast
+
+    path = Path(__file__).resolve().parents[1] / "tct_hf" / name
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party == TRAVELLING_FILES[name]
+    header = ast.get_docstring(tree)
+    for module in third_party:
+        assert module in header, f"{name}'s header does not say it imports {module}"
+    relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+    assert relative <= {Path(other).stem for other in TRAVELLING_FILES}, relative

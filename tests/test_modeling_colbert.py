@@ -96,10 +96,20 @@ def test_maxsim_of_no_queries_or_no_passages_is_empty():
 
 
 def test_maxsim_accumulates_in_float32():
-    q = torch.full((1, 4, 8), 0.1, dtype=torch.bfloat16)
-    d = torch.full((2, 3, 8), 0.3, dtype=torch.bfloat16)
-    scores = maxsim(q, torch.ones(1, 4, dtype=torch.bool), d, torch.ones(2, 3, dtype=torch.bool))
+    # bf16 inputs, 1000 query tokens whose similarity is exactly 1 + 2**-7 (representable in bf16): the sum is exactly
+    # 1007.8125 in float32, while a bf16 accumulator (8 significant bits) could not hold it (bf16 steps are 4 there).
+    q = torch.ones(1, 1000, 1, dtype=torch.bfloat16)
+    d = torch.full((2, 3, 1), 1 + 2**-7, dtype=torch.bfloat16)
+    scores = maxsim(q, torch.ones(1, 1000, dtype=torch.bool), d, torch.ones(2, 3, dtype=torch.bool))
     assert scores.dtype == torch.float32
+    np.testing.assert_array_equal(scores.numpy(), np.full((1, 2), 1007.8125, dtype=np.float32))
+    assert float(torch.tensor(1007.8125).to(torch.bfloat16)) != 1007.8125
+    # Random bf16 vectors: equal to the naive loop over the same (bf16-rounded) values in float64.
+    generator = torch.Generator().manual_seed(3)
+    q, d = torch.randn(2, 5, 8, generator=generator).bfloat16(), torch.randn(3, 4, 8, generator=generator).bfloat16()
+    q_mask, d_mask = torch.ones(2, 5, dtype=torch.bool), torch.ones(3, 4, dtype=torch.bool)
+    expected = naive_maxsim(q.double().numpy(), q_mask.numpy(), d.double().numpy(), d_mask.numpy())
+    np.testing.assert_allclose(maxsim(q, q_mask, d, d_mask).numpy(), expected, rtol=1e-6, atol=1e-5)
 
 
 def test_maxsim_rejects_passage_without_scored_token_and_bad_shapes():
@@ -200,10 +210,24 @@ def test_stanford_checkpoint_round_trip(tmp_path, attend):
     np.testing.assert_allclose(again.score_matrix(QUERIES, PASSAGES), expected, atol=1e-4)
 
 
-def test_stanford_checkpoint_without_metadata_uses_v1_defaults(tmp_path):
-    model = ColBERTModel.from_pretrained(str(write_stanford_checkpoint(tmp_path)))
-    assert (model.config.query_max_length, model.config.passage_max_length, model.config.dim) == (32, 180, 8)
-    assert model.config.attend_to_mask_tokens is False and model.config.skiplist_words == list(string.punctuation)
+@pytest.mark.parametrize("metadata", [None, {"dim": 8}])
+def test_stanford_checkpoint_without_settings_takes_stanford_defaults(tmp_path, metadata):
+    # Defaults of stanford-futuredata/ColBERT colbert/infra/config/settings.py: query_maxlen 32, doc_maxlen 220,
+    # attend_to_mask_tokens False, mask_punctuation True, similarity cosine, markers [unused0] / [unused1].
+    model = ColBERTModel.from_pretrained(str(write_stanford_checkpoint(tmp_path, metadata=metadata)))
+    config = model.config
+    assert (config.query_max_length, config.passage_max_length, config.dim) == (32, 220, 8)
+    assert config.attend_to_mask_tokens is False and config.skiplist_words == list(string.punctuation)
+    assert (config.similarity, config.query_prefix, config.passage_prefix) == ("cosine", "[unused0] ", "[unused1] ")
+
+
+def test_stanford_checkpoint_with_other_interaction_or_dim_is_refused(tmp_path):
+    write_stanford_checkpoint(tmp_path, metadata={"interaction": "flipr"})
+    with pytest.raises(OSError, match="interaction 'flipr' is not supported"):
+        ColBERTModel.from_pretrained(str(tmp_path))
+    (tmp_path / "artifact.metadata").write_text(json.dumps({"dim": 128}))
+    with pytest.raises(OSError, match="dim=128 but linear.weight has 8 outputs"):
+        ColBERTModel.from_pretrained(str(tmp_path))
 
 
 def test_stanford_markers_stay_single_tokens(tmp_path):

@@ -210,3 +210,25 @@ def test_config_format_helpers():
     assert config.format_queries(["heat"]) == ["[CLS] [Q] heat" + "[MASK]" * 6]
     assert config.format_passages(["water boils"], titles=["heat"]) == ["[CLS] [D] heat water boils"]
     assert config.format_passages(["water boils"]) == ["[CLS] [D] water boils"]
+
+
+@pytest.mark.comparison
+def test_normalized_student_equals_normalized_pyserini_and_sentence_transformers(checkpoint, reference, tmp_path):
+    """normalize=True: the Pyserini embeddings divided by their L2 norm, for our class and for the saved copy loaded
+    by sentence-transformers (whose modules then end with Normalize and whose similarity is cosine)."""
+    from sentence_transformers import SentenceTransformer
+
+    config = TCTConfig.from_pretrained(str(checkpoint), normalize=True)
+    model = TCTModel.from_pretrained(str(checkpoint), config=config)
+    bert, tokenizer = reference
+    raw_q = pyserini_query_embeddings(bert, tokenizer, QUERIES)
+    raw_p = pyserini_passage_embeddings(bert, tokenizer, PASSAGES, TITLES)
+    expected_q = raw_q / np.linalg.norm(raw_q, axis=1, keepdims=True)
+    expected_p = raw_p / np.linalg.norm(raw_p, axis=1, keepdims=True)
+    assert not np.allclose(np.linalg.norm(raw_q, axis=1), 1.0, atol=1e-3)  # normalisation really changes them
+    np.testing.assert_allclose(model.encode_queries(QUERIES), expected_q, atol=1e-5)
+    np.testing.assert_allclose(model.encode_passages(PASSAGES, titles=TITLES), expected_p, atol=1e-5)
+    model.save_pretrained(str(tmp_path))
+    st = SentenceTransformer(str(tmp_path))
+    assert type(st[-1]).__name__ == "Normalize" and st.similarity_fn_name == "cosine"
+    np.testing.assert_allclose(st.encode_query(QUERIES), expected_q, atol=1e-5)
