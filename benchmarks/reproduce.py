@@ -104,8 +104,8 @@ def default_backbone() -> str:
 
 def load_cranfield(data_dir: Path, train_size: int, split_seed: int) -> dict[str, Any]:
     """Collection (empty documents left out), queries split train/test by `split_seed`, and their qrels."""
-    from tct_hf.data.msmarco import load_collection
-    from tct_hf.data.run_files import read_qrels, read_queries
+    from tct_hf.data.msmarco import load_collection, read_queries
+    from tct_hf.data.run_files import read_qrels
 
     folder = data_dir / "cranfield"
     if not (folder / "collection.tsv").is_file():

@@ -303,7 +303,8 @@ def run_merge_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from tct_hf.data.run_files import read_queries, write_run
+    from tct_hf.data.msmarco import read_queries
+    from tct_hf.data.run_files import write_run
     from tct_hf.retrieval.index import load_index
     from tct_hf.retrieval.search import search
 
@@ -320,8 +321,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_bm25(args: argparse.Namespace) -> int:
-    from tct_hf.data.msmarco import load_collection
-    from tct_hf.data.run_files import read_queries, write_run
+    from tct_hf.data.msmarco import load_collection, read_queries
+    from tct_hf.data.run_files import write_run
     from tct_hf.retrieval.bm25 import bm25_search
 
     _require_file(args.corpus, "--corpus")
@@ -365,7 +366,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_mine_negatives(args: argparse.Namespace) -> int:
-    from tct_hf.data.run_files import read_qrels, read_queries
+    from tct_hf.data.msmarco import read_queries
+    from tct_hf.data.run_files import read_qrels
     from tct_hf.retrieval.index import load_index
     from tct_hf.retrieval.mining import mine_hard_negatives, save_mined_negatives
 

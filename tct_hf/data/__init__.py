@@ -5,8 +5,8 @@ from .collator import TCTCollator, passage_id
 from .documents import FirstPLookup, firstp_text, iter_documents, load_documents
 from .errors import DataFormatError
 from .lookup import TextLookup
-from .msmarco import load_collection, load_qrels, load_queries, qrels_to_dict
-from .run_files import Qrels, Run, RunFormatError, read_qrels, read_queries, read_run, write_run
+from .msmarco import load_collection, load_qrels, load_queries, qrels_to_dict, read_queries
+from .run_files import Qrels, Run, RunFormatError, read_qrels, read_run, write_run
 from .sample_files import sample_paths
 from .training_examples import build_training_examples
 from .training_format import load_hub_dataset, load_mined_negatives, to_training_format

@@ -78,16 +78,20 @@ def _first_key(record: dict, keys: tuple[str, ...], path: str | Path, line_numbe
     raise DataFormatError(path, line_number, f"no {what} field (looked for {', '.join(keys)})", f"add a {what} field")
 
 
-def _text_rows(
+def _text_records(
     path: str | Path, kind: str, encoding_errors: str, empty: str
-) -> tuple[Features, Callable[[], Iterator[Sequence[str]]]]:
-    """Features and a row generator for a collection (`kind="collection"`) or queries file."""
+) -> tuple[Features, Callable[[], Iterator[tuple[int, Sequence[str]]]]]:
+    """Features and a generator of ``(line number, fields)`` for a collection (`kind="collection"`) or queries
+    file: the one parser of both (`load_collection`, `load_queries`, `read_queries`)."""
     check_option("empty", empty, EMPTY_TEXT_POLICIES)
     if is_jsonl(path):
         with_title = kind == "collection" and _jsonl_has_titles(path)
     else:
         columns = count_columns_of_first_line(path)
         allowed = (2, 3) if kind == "collection" else (2,)
+        if columns == 0 and _is_blank(path):  # no row at all: the callers say "no query" / "empty corpus"
+            features = Features({name: Value("string") for name in ("id", "text")})
+            return features, lambda: iter(())
         if columns not in allowed:
             expected = "id<TAB>text or id<TAB>title<TAB>text" if kind == "collection" else "id<TAB>text"
             raise DataFormatError(
@@ -97,14 +101,15 @@ def _text_rows(
     names = ("id", "title", "text") if with_title else ("id", "text")
     features = Features({name: Value("string") for name in names})
 
-    def rows() -> Iterator[Sequence[str]]:
+    def records() -> Iterator[tuple[int, Sequence[str]]]:
         issues = LineIssues(str(path), empty_policy=empty)
         if is_jsonl(path):
             for line_number, record in iter_jsonl_records(path, encoding_errors=encoding_errors, issues=issues):
                 identifier = _first_key(record, ID_KEYS, path, line_number, "id")
                 text = _first_key(record, TEXT_KEYS, path, line_number, "text")
                 if keep_row(text, line_number, path, empty, issues):
-                    yield (identifier, str(record.get("title") or ""), text) if with_title else (identifier, text)
+                    fields = (identifier, str(record.get("title") or ""), text) if with_title else (identifier, text)
+                    yield line_number, fields
         else:
             fix = "every line must have the same columns as the first; a text must not contain a tab"
             for line_number, fields in iter_tsv_rows(
@@ -113,10 +118,16 @@ def _text_rows(
                 if not fields[0]:
                     raise DataFormatError(path, line_number, "the id is empty", "give every row an id")
                 if keep_row(fields[-1], line_number, path, empty, issues):
-                    yield fields
+                    yield line_number, fields
         issues.log()
 
-    return features, rows
+    return features, records
+
+
+def _is_blank(path: str | Path) -> bool:
+    """Whether the file holds nothing but white space (and a byte-order mark)."""
+    with open_binary(path) as handle:
+        return not any(line.strip().removeprefix(b"\xef\xbb\xbf").strip() for line in handle)
 
 
 def _jsonl_has_titles(path: str | Path) -> bool:
@@ -134,9 +145,9 @@ def load_collection(
     Validates every line (column count, UTF-8, non-empty id) and raises `DataFormatError` naming file and line.
     The parsed table is cached (see `text_files.write_cached_dataset`), so a second call is instant.
     """
-    features, rows = _text_rows(path, "collection", encoding_errors, empty)
+    features, records = _text_records(path, "collection", encoding_errors, empty)
     key = cache_key("collection", path, encoding_errors=encoding_errors, empty=empty)
-    return write_cached_dataset(rows, features, key, cache_dir)
+    return write_cached_dataset(lambda: (fields for _, fields in records()), features, key, cache_dir)
 
 
 def load_queries(
@@ -145,10 +156,25 @@ def load_queries(
     """Queries as a `Dataset` with string columns `id`, `text` (`qid<TAB>text` TSV, `.gz`, or JSON lines).
 
     A file without any query (or whose every query was skipped by ``empty="skip"``) raises `DataFormatError`."""
-    features, rows = _text_rows(path, "queries", encoding_errors, empty)
+    features, records = _text_records(path, "queries", encoding_errors, empty)
     key = cache_key("queries", path, encoding_errors=encoding_errors, empty=empty)
-    queries = write_cached_dataset(rows, features, key, cache_dir)
+    queries = write_cached_dataset(lambda: (fields for _, fields in records()), features, key, cache_dir)
     if len(queries) == 0:
+        raise DataFormatError(path, None, "no query in the file", "give one query per line as qid<TAB>text")
+    return queries
+
+
+def read_queries(path: str | Path, *, encoding_errors: str = "strict") -> dict[str, str]:
+    """Queries as ``{qid: text}`` in file order: the same parser as `load_queries` (``qid<TAB>text`` TSV, ``.gz``,
+    or JSON lines), with an empty text or a repeated query id an error naming the line. A file without any query
+    is an error (a search, a BM25 run or a mining over no query would write an empty output as if it had worked)."""
+    _, records = _text_records(path, "queries", encoding_errors, "error")
+    queries: dict[str, str] = {}
+    for line_number, (qid, text) in records():
+        if qid in queries:
+            raise DataFormatError(path, line_number, f"duplicate query id {qid!r}", "give each query a unique id")
+        queries[qid] = text
+    if not queries:
         raise DataFormatError(path, None, "no query in the file", "give one query per line as qid<TAB>text")
     return queries
 

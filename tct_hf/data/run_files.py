@@ -1,4 +1,4 @@
-"""TREC run files, qrels and topic files: strict readers and an atomic, deterministic run writer.
+"""TREC run files and qrels: strict readers and an atomic, deterministic run writer (queries: `msmarco.read_queries`).
 
 In memory a run is ``Run = dict[qid, dict[docid, score]]`` and judgments are ``Qrels = dict[qid, dict[docid, rel]]``.
 
@@ -7,7 +7,6 @@ On-disk formats (whitespace-separated unless noted, blank lines ignored, ``.gz``
 - run: ``qid Q0 docid rank score tag`` (6 columns), or MS MARCO's ``qid<TAB>pid<TAB>rank`` (3 columns, score = -rank);
 - qrels: TREC ``qid 0 docid rel`` (4 columns, spaces or tabs; the second column is ignored), or MS MARCO's 2-column
   TSV ``qid<TAB>docid`` (every listed pair has relevance 1);
-- queries / topics: ``qid<TAB>text`` (exactly one tab).
 
 Every malformed line raises :class:`RunFormatError` (a ``ValueError``) naming the file, the 1-based line number and
 the fix: wrong column count, empty id, duplicate ``(qid, docid)`` or duplicate qid, non-numeric score / rank /
@@ -48,7 +47,6 @@ __all__ = [
     "RunFormatError",
     "ranked_order",
     "read_qrels",
-    "read_queries",
     "read_run",
     "sort_run",
     "write_run",
@@ -56,7 +54,7 @@ __all__ = [
 
 
 class RunFormatError(DataFormatError):
-    """A malformed line in a run, qrels or queries file (a `DataFormatError`: file, line, problem and fix)."""
+    """A malformed line in a run or qrels file (a `DataFormatError`: file, line, problem and fix)."""
 
     def __init__(self, path: str | os.PathLike, line_number: int | None, problem: str, fix: str):
         self.line_number = line_number
@@ -182,34 +180,6 @@ def read_qrels(path: str | os.PathLike) -> Qrels:
             )
         judged[docid] = relevance
     return qrels
-
-
-def read_queries(path: str | os.PathLike) -> dict[str, str]:
-    """Read a topics file ``qid<TAB>text`` (also ``.tsv.gz``) into ``{qid: text}`` in file order.
-
-    A file without any query is an error (a search, a BM25 run or a mining over no query would write an empty
-    output and exit as if it had worked)."""
-    queries: dict[str, str] = {}
-    for line_number, text in _lines(path):
-        fields = text.split("\t")
-        if len(fields) != 2:
-            raise RunFormatError(
-                path,
-                line_number,
-                f"expected 2 tab-separated columns `qid<TAB>text`, found {len(fields)}",
-                "write one query per line as `qid<TAB>text` with no tab inside the text",
-            )
-        qid, query = fields[0].strip(), fields[1].strip()
-        if not qid:
-            raise RunFormatError(path, line_number, "empty query id", "give every query an id before the tab")
-        if not query:
-            raise RunFormatError(path, line_number, f"empty text for query {qid!r}", "remove the line or add text")
-        if qid in queries:
-            raise RunFormatError(path, line_number, f"duplicate query id {qid!r}", "give each query a unique id")
-        queries[qid] = query
-    if not queries:
-        raise RunFormatError(path, None, "no query in the file", "give one query per line as `qid<TAB>text`")
-    return queries
 
 
 def ranked_order(docids: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ _EXPORTS = {
     "read_run": "tct_hf.data.run_files",
     "write_run": "tct_hf.data.run_files",
     "read_qrels": "tct_hf.data.run_files",
-    "read_queries": "tct_hf.data.run_files",
+    "read_queries": "tct_hf.data.msmarco",
     "evaluate_run": "tct_hf.evaluation.metrics",
 }
 

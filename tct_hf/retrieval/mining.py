@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 def _as_queries(queries: Mapping[str, str] | str | Path) -> dict[str, str]:
     if isinstance(queries, (str, Path)):
-        from tct_hf.data.run_files import read_queries
+        from tct_hf.data.msmarco import read_queries
 
         return read_queries(queries)
     return {str(qid): text for qid, text in queries.items()}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tct_hf.data import run_files
-from tct_hf.data.run_files import RunFormatError, read_qrels, read_queries, read_run, sort_run, write_run
+from tct_hf.data import DataFormatError, run_files
+from tct_hf.data.msmarco import read_queries
+from tct_hf.data.run_files import RunFormatError, read_qrels, read_run, sort_run, write_run
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -94,10 +95,6 @@ def test_read_queries_plain_and_gzip(tmp_path):
         (read_qrels, "q1 0 d1 1\n\nq1 0 d1 0\n", 3, "duplicate judgment"),
         (read_qrels, "q1 0 d1 yes\n", 1, "relevance 'yes' is not an integer"),
         (read_qrels, "q1 0 d1\n", 1, "expected 4 columns"),
-        (read_queries, "1\tfine\n2\ttoo\tmany\n", 2, "expected 2 tab-separated columns"),
-        (read_queries, "1\tfine\n\tno id\n", 2, "empty query id"),
-        (read_queries, "1\tfine\n1\tagain\n", 2, "duplicate query id"),
-        (read_queries, "1\t \n", 1, "empty text"),
     ],
 )
 def test_malformed_lines_name_file_line_and_fix(tmp_path, reader, content, line, message):
@@ -111,11 +108,25 @@ def test_malformed_lines_name_file_line_and_fix(tmp_path, reader, content, line,
     assert isinstance(error.value, ValueError)
 
 
-def test_non_utf8_is_reported_with_line(tmp_path):
+@pytest.mark.parametrize(
+    "content, line, message",
+    [
+        ("1\tfine\n2\ttoo\tmany\n", 2, "expected 2 tab-separated columns"),
+        ("1\tfine\n\tno id\n", 2, "the id is empty"),
+        ("1\tfine\n1\tagain\n", 2, "duplicate query id '1'"),
+        ("1\t \n", 1, "the text is empty"),
+        ("1\tfine\n2\tcaf\xe9\n".encode("latin-1"), 2, "not valid UTF-8"),
+    ],
+)
+def test_malformed_queries_name_file_line_and_fix(tmp_path, content, line, message):
+    """Queries are read by the data readers' one parser (`load_queries`' too): the same errors, with file and line."""
     path = tmp_path / "queries.tsv"
-    path.write_bytes(b"1\tfine\n2\tcaf\xe9\n")
-    with pytest.raises(RunFormatError, match=r":2: bytes that are not UTF-8"):
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataFormatError, match=message) as error:
         read_queries(path)
+    assert f"{path}:{line}:" in str(error.value)
+    assert "Fix:" in str(error.value)
+    assert error.value.line == line
 
 
 def test_missing_file(tmp_path):
