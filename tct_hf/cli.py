@@ -3,24 +3,29 @@
 Subcommands (each has ``--help``)::
 
     tct-hf encode --model M --corpus collection.tsv --output INDEX_DIR [--batch-size N] [--max-length L]
-                  [--dtype float32|float16|bfloat16] [--shard I/N] [--index-type flat|fp16|hnsw]
-    tct-hf merge-index --index INDEX_DIR             # merge INDEX_DIR/shard-*-of-N written by --shard runs
-    tct-hf search --model M --index INDEX_DIR --queries queries.tsv --output run.trec [--k 1000]
+                  [--dtype float32|float16|bfloat16] [--shard I/N] [--index-type flat|fp16|hnsw] [--overwrite]
+    tct-hf merge-index --index INDEX_DIR [--overwrite]   # merge INDEX_DIR/shard-*-of-N written by --shard runs
+    tct-hf search --model M --index INDEX_DIR --queries queries.tsv --output run.trec [--k 1000] [--overwrite]
     tct-hf bm25 --corpus collection.tsv --queries queries.tsv --output run.trec [--k 1000] [--k1 0.9] [--b 0.4]
+                [--overwrite]
     tct-hf fuse --dense run.trec --sparse run.trec --alpha A --output fused.trec [--k 1000] [--normalize]
-                [--weight-on-dense]
+                [--weight-on-dense] [--overwrite]
     tct-hf evaluate --run run.trec --qrels qrels.txt [--metrics RR@10 R@1000 nDCG@10] [--per-query]
     tct-hf mine-negatives --model M --index INDEX_DIR --queries queries.tsv --qrels qrels.txt
                           --corpus collection.tsv --output DIR [--depth 200] [--num-negatives N] [--seed S]
                           [--teacher COLBERT [--teacher-margin M] [--teacher-margin-type absolute|relative]]
+                          [--overwrite]
 
 Conventions:
 
 - Bad input (missing file, malformed line, dimension mismatch, bad option value) exits with status 2 and prints one
   line ``tct-hf <command>: error: <reason>`` on stderr, no traceback (set ``TCT_HF_DEBUG=1`` to see it). Other
   failures exit with status 1, also in one line.
-- Every output is written atomically (temporary file or folder, then a rename): a failed run leaves no partial
-  output, and an existing output is kept unless ``--overwrite`` is given (run files are simply replaced).
+- Outputs never clobber (`tct_hf.outputs`): an existing non-empty ``--output`` (index, run file, mined dataset) is
+  refused before any work unless ``--overwrite`` is given, and even then it is replaced only if it is that kind of
+  output (an index folder, a file that reads as a run, a saved dataset): anything else, e.g. a qrels file or a
+  folder of other files, is refused. Every output is written aside, ``fsync``-ed and renamed into place: a failed
+  run leaves no partial output and the previous one intact.
 - ``--shard I/N`` encodes the contiguous slice I of N (0-based) into ``INDEX_DIR/shard-I-of-N``; ``merge-index``
   joins them into ``INDEX_DIR``. Under ``accelerate launch -m tct_hf.cli encode ...`` each process takes shard
   ``(process_index, num_processes)`` by itself and rank 0 merges after a barrier.
@@ -125,6 +130,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="texts per forward pass (default: 64)")
 
 
+def _add_overwrite(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=help or "replace an existing run file at --output (never a file that is not a run)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `tct-hf` argument parser with all subcommands."""
     from tct_hf.evaluation.metrics import DEFAULT_METRICS
@@ -142,12 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--shard", type=_shard, default=None, help="I/N: encode slice I of N into OUTPUT/shard-I-of-N")
     encode.add_argument("--index-type", choices=KINDS, default="flat", help="faiss index kind (default: flat)")
     encode.add_argument("--skip-empty", action="store_true", help="drop passages with empty text (counted)")
-    encode.add_argument("--overwrite", action="store_true", help="replace an existing index at --output")
+    _add_overwrite(encode, "replace an existing index at --output (never a folder of other files)")
     encode.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     encode.set_defaults(handler=run_encode)
 
     merge = commands.add_parser("merge-index", help="merge INDEX_DIR/shard-*-of-N into INDEX_DIR")
     merge.add_argument("--index", required=True, help="index directory holding the shard-I-of-N folders")
+    _add_overwrite(merge, "replace a merged index already in --index (its shard folders are merged again)")
     merge.set_defaults(handler=run_merge_index)
 
     search = commands.add_parser("search", help="dense retrieval: queries → TREC run file")
@@ -158,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--k", type=_positive_int, default=1000, help="results per query (default: 1000)")
     search.add_argument("--max-length", type=_positive_int, default=None, help="query tokens, prefix included")
     search.add_argument("--tag", default="tct_hf", help="run tag, last column (default: tct_hf)")
+    _add_overwrite(search)
     search.set_defaults(handler=run_search)
 
     bm25 = commands.add_parser("bm25", help="BM25 retrieval with bm25s: queries → TREC run file")
@@ -168,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm25.add_argument("--k1", type=_finite_float, default=0.9, help="BM25 k1 (default: 0.9, Anserini MS MARCO)")
     bm25.add_argument("--b", type=_finite_float, default=0.4, help="BM25 b (default: 0.4, Anserini MS MARCO)")
     bm25.add_argument("--tag", default="bm25", help="run tag (default: bm25)")
+    _add_overwrite(bm25)
     bm25.set_defaults(handler=run_bm25)
 
     fuse = commands.add_parser("fuse", help="dense-sparse fusion: alpha*sparse + dense over the union of both lists")
@@ -179,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--normalize", action="store_true", help="Pyserini's centred min-max normalization first")
     fuse.add_argument("--weight-on-dense", action="store_true", help="score = sparse + alpha * dense")
     fuse.add_argument("--tag", default="fused", help="run tag (default: fused)")
+    _add_overwrite(fuse)
     fuse.set_defaults(handler=run_fuse)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a run (trec_eval semantics, ir-measures)")
@@ -229,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="absolute: score < pos - M; relative: score < pos - |pos| * M (default: absolute)",
     )
     mine.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also push the dataset to this Hub repo")
+    _add_overwrite(mine, "replace an existing mined dataset at --output (never a folder of other files)")
     mine.set_defaults(handler=run_mine_negatives)
     return parser
 
@@ -297,17 +315,19 @@ def run_merge_index(args: argparse.Namespace) -> int:
     from tct_hf.retrieval.encode_index import merge_shards
 
     shards = len(find_shard_directories(args.index))
-    merged = merge_shards(args.index)
+    merged = merge_shards(args.index, overwrite=args.overwrite)
     print(f"{PROGRAM} merge-index: {shards} shards ({merged.count} passages) → {args.index}", file=sys.stderr)
     return 0
 
 
 def run_search(args: argparse.Namespace) -> int:
     from tct_hf.data.msmarco import read_queries
-    from tct_hf.data.run_files import write_run
+    from tct_hf.data.run_files import RUN_FILE, write_run
+    from tct_hf.outputs import check_output
     from tct_hf.retrieval.index import load_index
     from tct_hf.retrieval.search import search
 
+    check_output(args.output, RUN_FILE, args.overwrite)
     index = load_index(args.index)
     queries = read_queries(args.queries)
     if not queries:
@@ -316,15 +336,17 @@ def run_search(args: argparse.Namespace) -> int:
     embeddings = encoder.encode_queries(list(queries.values()), batch_size=args.batch_size, max_length=args.max_length)
     index.check_query_dim(embeddings.shape[1])
     run = search(index, embeddings, list(queries), k=args.k)
-    write_run(run, args.output, tag=args.tag, k=args.k)
+    write_run(run, args.output, tag=args.tag, k=args.k, overwrite=args.overwrite)
     return 0
 
 
 def run_bm25(args: argparse.Namespace) -> int:
     from tct_hf.data.msmarco import load_collection, read_queries
-    from tct_hf.data.run_files import write_run
+    from tct_hf.data.run_files import RUN_FILE, write_run
+    from tct_hf.outputs import check_output
     from tct_hf.retrieval.bm25 import bm25_search
 
+    check_output(args.output, RUN_FILE, args.overwrite)
     _require_file(args.corpus, "--corpus")
     queries = read_queries(args.queries)
     corpus = load_collection(args.corpus)
@@ -334,19 +356,21 @@ def run_bm25(args: argparse.Namespace) -> int:
     if "title" in corpus.column_names:
         texts = [f"{title} {text}" if title else text for title, text in zip(corpus["title"], texts)]
     run = bm25_search(list(corpus["id"]), texts, list(queries), list(queries.values()), k=args.k, k1=args.k1, b=args.b)
-    write_run(run, args.output, tag=args.tag, k=args.k)
+    write_run(run, args.output, tag=args.tag, k=args.k, overwrite=args.overwrite)
     return 0
 
 
 def run_fuse(args: argparse.Namespace) -> int:
-    from tct_hf.data.run_files import read_run, write_run
+    from tct_hf.data.run_files import RUN_FILE, read_run, write_run
+    from tct_hf.outputs import check_output
     from tct_hf.retrieval.fuse import fuse
 
+    check_output(args.output, RUN_FILE, args.overwrite)
     dense, sparse = read_run(args.dense), read_run(args.sparse)
     fused = fuse(
         dense, sparse, alpha=args.alpha, k=args.k, normalize=args.normalize, weight_on_dense=args.weight_on_dense
     )
-    write_run(fused, args.output, tag=args.tag, k=args.k)
+    write_run(fused, args.output, tag=args.tag, k=args.k, overwrite=args.overwrite)
     return 0
 
 
@@ -368,9 +392,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_mine_negatives(args: argparse.Namespace) -> int:
     from tct_hf.data.msmarco import read_queries
     from tct_hf.data.run_files import read_qrels
+    from tct_hf.outputs import check_output
     from tct_hf.retrieval.index import load_index
-    from tct_hf.retrieval.mining import mine_hard_negatives, save_mined_negatives
+    from tct_hf.retrieval.mining import MINED_DATASET, mine_hard_negatives, save_mined_negatives
 
+    check_output(args.output, MINED_DATASET, args.overwrite)
     _require_file(args.corpus, "--corpus")
     index = load_index(args.index)
     queries, qrels = read_queries(args.queries), read_qrels(args.qrels)
@@ -398,7 +424,7 @@ def run_mine_negatives(args: argparse.Namespace) -> int:
         teacher_margin_type=args.teacher_margin_type,
         teacher_batch_size=args.batch_size,
     )
-    output = save_mined_negatives(mined, args.output, push_to_hub=args.push_to_hub)
+    output = save_mined_negatives(mined, args.output, push_to_hub=args.push_to_hub, overwrite=args.overwrite)
     print(f"{PROGRAM} mine-negatives: {len(mined)} rows → {output}", file=sys.stderr)
     return 0
 

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from tct_hf.outputs import OutputKind, atomic_file
 
 from .bom import strip_bom
 from .errors import DataFormatError
@@ -42,6 +43,7 @@ Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
 
 __all__ = [
+    "RUN_FILE",
     "Qrels",
     "Run",
     "RunFormatError",
@@ -209,32 +211,61 @@ def _check_token(value: str, what: str, qid: str) -> None:
         )
 
 
+_RUN_LINES_CHECKED = 20
+
+
+def _recognise_run_file(path: Path) -> str | None:
+    """None when the first lines of ``path`` read as a run (TREC 6 columns with ``Q0``, or MS MARCO's 3 columns),
+    else why not: only a run file is replaced by ``overwrite`` (never a qrels, a collection or a queries file)."""
+    try:
+        lines = []
+        for _, text in _lines(path):
+            lines.append(text)
+            if len(lines) == _RUN_LINES_CHECKED:
+                break
+    except (OSError, DataFormatError, EOFError) as error:
+        return f"it cannot be read as a run: {error}"
+    for text in lines:
+        fields = text.split()
+        try:
+            if len(fields) == 6 and fields[1] == "Q0":
+                int(fields[3]), float(fields[4])
+                continue
+            if len(fields) == 3 and "\t" in text:
+                int(fields[2])
+                continue
+        except ValueError:
+            pass
+        return f"a line reads {text[:60]!r}, not `qid Q0 docid rank score tag`"
+    return None
+
+
+RUN_FILE = OutputKind("run file", is_directory=False, recognise=_recognise_run_file)
+
+
 def write_run(
-    run: Mapping[str, Mapping[str, float]], path: str | os.PathLike, tag: str = "tct_hf", k: int | None = None
+    run: Mapping[str, Mapping[str, float]],
+    path: str | os.PathLike,
+    tag: str = "tct_hf",
+    k: int | None = None,
+    overwrite: bool = False,
 ) -> None:
-    """Write ``run`` as a TREC run file atomically (temporary file in the same folder, then ``os.replace``).
+    """Write ``run`` as a TREC run file atomically (`tct_hf.outputs.atomic_file`: a temporary file in the same
+    folder, ``fsync``, then ``os.replace``).
 
     Queries keep the run's order; within a query documents are sorted by score descending, ties by docid ascending,
     optionally cut to the top ``k``. Scores are written with ``repr`` (shortest text that reads back exactly).
-    A failure never leaves a partial file at ``path``.
+    A failure never leaves a partial file at ``path``. An existing non-empty ``path`` raises
+    `tct_hf.outputs.OutputExistsError` (a `FileExistsError`) unless ``overwrite=True``, and even then unless it reads
+    as a run file (``RUN_FILE``): a qrels or a collection given by mistake is never replaced.
     """
     _check_token(tag, "tag", "-")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ranked = sort_run(run, k)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            for qid, results in ranked.items():
-                _check_token(qid, "query id", qid)
-                for rank, (docid, score) in enumerate(results, start=1):
-                    _check_token(docid, "docid", qid)
-                    if not np.isfinite(score):
-                        raise ValueError(f"score {score!r} of ({qid!r}, {docid!r}) is not finite. Fix: rescore.")
-                    out.write(f"{qid} Q0 {docid} {rank} {score!r} {tag}\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, RUN_FILE, overwrite) as out:
+        for qid, results in ranked.items():
+            _check_token(qid, "query id", qid)
+            for rank, (docid, score) in enumerate(results, start=1):
+                _check_token(docid, "docid", qid)
+                if not np.isfinite(score):
+                    raise ValueError(f"score {score!r} of ({qid!r}, {docid!r}) is not finite. Fix: rescore.")
+                out.write(f"{qid} Q0 {docid} {rank} {score!r} {tag}\n")

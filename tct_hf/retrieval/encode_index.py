@@ -23,8 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tct_hf.outputs import OutputExistsError, check_output
+
 from .encode import encode_corpus, find_shard_directories, load_corpus, shard_directory
-from .index import DenseIndex, build_index, merge_index_shards, save_index
+from .index import (
+    DOCIDS_FILE,
+    INDEX_FILE,
+    INDEX_OUTPUT,
+    METADATA_FILE,
+    DenseIndex,
+    build_index,
+    merge_index_shards,
+    save_index,
+)
 
 __all__ = ["EncodedIndex", "distributed_state", "encode_index", "merge_shards", "release_process_group"]
 
@@ -95,7 +106,9 @@ def encode_index(
         shard: encode only the contiguous slice i of n. Under a distributed launch it is set from the process
             index and passing it is an error.
         index_type: ``flat``, ``fp16`` or ``hnsw`` (`build_index`).
-        overwrite: replace an existing index (otherwise `FileExistsError`, checked before any encoding).
+        overwrite: replace an existing index (otherwise a non-empty ``output_dir`` raises
+            `tct_hf.outputs.OutputExistsError`, a `FileExistsError`, before any encoding); a folder holding anything
+            but an index's files is refused even with ``overwrite``.
         keep_freed_host_memory: on the CPU, keep freed host memory for the next batch (`tct_hf.host_memory`).
         batch_size, max_length, skip_empty, show_progress_bar: as in `encode_corpus`.
     """
@@ -106,9 +119,8 @@ def encode_index(
         shard = (state.process_index, state.num_processes)
     output = Path(output_dir)
     target = shard_directory(output, *shard) if shard is not None else output
-    checked = output if state is not None else target
-    if checked.exists() and not overwrite:
-        raise FileExistsError(f"{checked} already exists; pass --overwrite (overwrite=True) to replace it")
+    # Refused before any encoding: a non-empty output needs overwrite, and is replaced only if it is an index.
+    check_output(output if state is not None else target, INDEX_OUTPUT, overwrite)
     if state is not None:
         state.wait_for_everyone()  # every rank checks before any rank writes its shard
 
@@ -132,22 +144,33 @@ def encode_index(
     extra = {"shard": list(shard)} if shard is not None else {}
     model_name = str(model) if isinstance(model, (str, Path)) else getattr(encoder, "name_or_path", None)
     index = build_index(embeddings, docids, kind=index_type, model_name=model_name, extra=extra)
-    save_index(index, target, overwrite=True)
+    save_index(index, target, overwrite=overwrite)
     result = EncodedIndex(index=index, path=target, seconds=seconds, shard=shard)
     if state is not None:
         state.wait_for_everyone()
         if state.is_main_process:
-            result.merged = merge_shards(output, overwrite=True)
+            result.merged = merge_shards(output, overwrite=overwrite)
             result.merged_path = output
         state.wait_for_everyone()
     return result
 
 
-def merge_shards(index_dir: str | Path, overwrite: bool = True) -> DenseIndex:
+def merge_shards(index_dir: str | Path, overwrite: bool = False) -> DenseIndex:
     """Merge the ``shard-I-of-N`` folders under ``index_dir`` into one index saved at ``index_dir`` itself (the
     folder is replaced, shards included). Errors: no such folder or no shard folder (`FileNotFoundError`), shards
-    that do not cover 0..N-1 once or disagree in dim, kind or model (`ValueError`, from `merge_index_shards`)."""
-    return merge_index_shards(find_shard_directories(index_dir), index_dir, overwrite=overwrite)
+    that do not cover 0..N-1 once or disagree in dim, kind or model (`ValueError`, from `merge_index_shards`), a
+    folder that already holds a merged index without ``overwrite``, or that holds anything besides an index's files
+    and shard folders, even with ``overwrite`` (`tct_hf.outputs.OutputExistsError`: the user's files are never
+    deleted)."""
+    shards = find_shard_directories(index_dir)
+    merged_files = [name for name in (INDEX_FILE, DOCIDS_FILE, METADATA_FILE) if (Path(index_dir) / name).exists()]
+    if merged_files and not overwrite:
+        raise OutputExistsError(
+            f"{index_dir} already holds a merged index ({', '.join(merged_files)}). Fix: pass --overwrite "
+            "(overwrite=True) to replace it with a new merge of its shards."
+        )
+    check_output(index_dir, INDEX_OUTPUT, overwrite=True)  # before the shards load: nothing but index files there
+    return merge_index_shards(shards, index_dir, overwrite=True)
 
 
 def _encoder(model: Any, encoder_type: str, dtype: Any, device: Any) -> Any:

@@ -12,8 +12,10 @@ Kinds (all inner product, the similarity TCT-ColBERT is trained for):
 - ``"fp16"``: ``IndexScalarQuantizer(d, QT_fp16, METRIC_INNER_PRODUCT)``, half the memory, near-exact;
 - ``"hnsw"``: ``IndexHNSWFlat(d, hnsw_m, METRIC_INNER_PRODUCT)``, approximate graph search.
 
-Saving writes into a temporary folder next to the target, then renames it into place, so a crash never leaves
-a loadable half index and an existing index at the target survives until the new one is complete.
+Saving follows `tct_hf.outputs` (`INDEX_OUTPUT`): an existing non-empty folder is refused unless ``overwrite``,
+and even then only a folder that holds nothing but an index's files (and ``shard-I-of-N`` index folders) is
+replaced; the files are written into a temporary folder next to the target, ``fsync``-ed, then renamed into place,
+so a crash never leaves a loadable half index and an existing index survives until the new one is complete.
 
 Example:
     >>> import numpy as np
@@ -29,9 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tct_hf.outputs import OutputKind, atomic_directory
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
@@ -48,6 +49,7 @@ KINDS = ("flat", "fp16", "hnsw")
 
 __all__ = [
     "DenseIndex",
+    "INDEX_OUTPUT",
     "IndexFormatError",
     "KINDS",
     "build_index",
@@ -59,6 +61,37 @@ __all__ = [
 
 class IndexFormatError(ValueError):
     """An index folder that is missing files or whose files disagree; the message names the folder and the fix."""
+
+
+def _recognise_index_folder(directory: Path) -> str | None:
+    """None when ``directory`` holds only an index's files and ``shard-I-of-N`` index folders (our own output, which
+    ``overwrite`` may replace), else what in it is not ours."""
+    from .encode import _SHARD_DIRECTORY_RE
+
+    for entry in directory.iterdir():
+        if entry.name in (INDEX_FILE, DOCIDS_FILE, METADATA_FILE) and entry.is_file():
+            continue
+        shard_folder = entry.is_dir() and _SHARD_DIRECTORY_RE.fullmatch(entry.name) is not None
+        leftover = (
+            entry.is_dir() and entry.name.startswith(".shard-") and (".tmp-" in entry.name or ".old-" in entry.name)
+        )
+        if shard_folder or leftover:
+            reason = _recognise_index_folder(entry)
+            if reason is not None:
+                return f"{entry.name}/: {reason}"
+            continue
+        return f"it holds {entry.name!r}, which is no part of an index"
+    if (directory / METADATA_FILE).is_file():
+        try:
+            metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            metadata = None
+        if not isinstance(metadata, dict) or "format_version" not in metadata:
+            return f"its {METADATA_FILE} is not an index's"
+    return None
+
+
+INDEX_OUTPUT = OutputKind("index", is_directory=True, recognise=_recognise_index_folder)
 
 
 def _faiss():
@@ -229,31 +262,19 @@ def build_index(
 def save_index(index: DenseIndex, directory: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``index`` to ``directory`` atomically; returns the directory.
 
-    The files go into a temporary sibling folder that is renamed to ``directory`` only once complete. With
-    ``overwrite=True`` an existing index is replaced (it stays intact if writing the new one fails).
+    An existing non-empty ``directory`` raises `tct_hf.outputs.OutputExistsError` (a `FileExistsError`) unless
+    ``overwrite=True``, and even then unless it holds only an index's files (``INDEX_OUTPUT``): a folder with other
+    files is never deleted. The files go into a temporary sibling folder, are ``fsync``-ed and renamed to
+    ``directory`` only once complete; a replaced index stays intact if writing the new one fails.
     """
     faiss = _faiss()
     directory = Path(directory)
-    if directory.exists() and not overwrite:
-        raise FileExistsError(f"{directory} already exists. Fix: choose another folder or pass overwrite=True.")
     if index.count != index.faiss_index.ntotal:
         raise ValueError(f"index has {index.faiss_index.ntotal} vectors but {index.count} docids")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_directory(directory, INDEX_OUTPUT, overwrite) as temporary:
         faiss.write_index(index.cpu_index(), str(temporary / INDEX_FILE))
         (temporary / DOCIDS_FILE).write_text("".join(f"{docid}\n" for docid in index.docids), encoding="utf-8")
         (temporary / METADATA_FILE).write_text(json.dumps(index.metadata(), indent=2) + "\n", encoding="utf-8")
-        if directory.exists():
-            retired = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
-            os.replace(directory, retired)
-            os.replace(temporary, directory)
-            shutil.rmtree(retired)
-        else:
-            os.replace(temporary, directory)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return directory
 
 

@@ -51,14 +51,13 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tct_hf.outputs import OutputKind, atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -370,29 +369,43 @@ def _training_dataset(
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
-def save_mined_negatives(dataset: Any, output_dir: str | Path, push_to_hub: str | None = None) -> Path:
-    """`save_to_disk` atomically (written beside ``output_dir``, then renamed over it), then optionally push.
+def _recognise_saved_dataset(directory: Path) -> str | None:
+    """None when ``directory`` is a `Dataset.save_to_disk` folder (``state.json``, ``dataset_info.json`` and Arrow
+    shards only), which ``overwrite`` may replace; else what in it is not such a folder's."""
+    import fnmatch
+    import json
 
-    A failed push leaves the local copy in place and re-raises with the repo named.
+    for entry in directory.iterdir():
+        if entry.is_file() and (
+            entry.name in ("state.json", "dataset_info.json") or fnmatch.fnmatch(entry.name, "data-*.arrow")
+        ):
+            continue
+        return f"it holds {entry.name!r}, which is no part of a saved dataset"
+    try:
+        state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        state = None
+    if not isinstance(state, dict) or "_data_files" not in state:
+        return "it has no datasets state.json"
+    return None
+
+
+MINED_DATASET = OutputKind("mined dataset", is_directory=True, recognise=_recognise_saved_dataset)
+
+
+def save_mined_negatives(
+    dataset: Any, output_dir: str | Path, push_to_hub: str | None = None, overwrite: bool = False
+) -> Path:
+    """`save_to_disk` atomically (`tct_hf.outputs.atomic_directory`: written beside ``output_dir``, ``fsync``-ed,
+    then renamed over it), then optionally push.
+
+    An existing non-empty ``output_dir`` raises `tct_hf.outputs.OutputExistsError` (a `FileExistsError`) unless
+    ``overwrite=True``, and even then unless it is a saved dataset (``MINED_DATASET``): other files are never
+    deleted. A failed push leaves the local copy in place and re-raises with the repo named.
     """
     output = Path(output_dir)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
-    previous = None
-    try:
+    with atomic_directory(output, MINED_DATASET, overwrite) as staging:
         dataset.save_to_disk(str(staging))
-        if output.exists():
-            previous = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
-            os.replace(output, previous / "data")
-        os.replace(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if previous is not None and not output.exists():
-            os.replace(previous / "data", output)
-        raise
-    finally:
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
     if push_to_hub:
         try:
             dataset.push_to_hub(push_to_hub)

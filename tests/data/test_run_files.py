@@ -37,10 +37,11 @@ def test_write_run_cuts_to_k_and_leaves_no_temporary_file(tmp_path):
 
 def test_write_run_failure_keeps_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "run.trec"
-    path.write_text("old\n")
+    old = "q0 Q0 d 1 1.0 old\n"
+    path.write_text(old)
     with pytest.raises(ValueError, match="whitespace"):
-        write_run({"q1": {"ok": 1.0, "bad id": 0.5}}, path)
-    assert path.read_text() == "old\n"
+        write_run({"q1": {"ok": 1.0, "bad id": 0.5}}, path, overwrite=True)
+    assert path.read_text() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.trec"]
 
     def crash(*args, **kwargs):
@@ -48,8 +49,8 @@ def test_write_run_failure_keeps_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_files.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        write_run({"q1": {"d": 1.0}}, path)
-    assert path.read_text() == "old\n"
+        write_run({"q1": {"d": 1.0}}, path, overwrite=True)
+    assert path.read_text() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.trec"]
 
 

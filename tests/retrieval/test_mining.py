@@ -131,7 +131,9 @@ def test_save_is_atomic_and_replaces(setup, tmp_path):
     mined = mine(setup)
     output = tmp_path / "mined"
     save_mined_negatives(mined, output)
-    save_mined_negatives(mined.select(range(2)), output)  # replaced in place
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        save_mined_negatives(mined.select(range(2)), output)
+    save_mined_negatives(mined.select(range(2)), output, overwrite=True)  # replaced in place
     assert datasets.load_from_disk(str(output))["query_id"] == mined["query_id"][:2]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mined"]  # no staging folder left
 
@@ -141,7 +143,7 @@ def test_save_is_atomic_and_replaces(setup, tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        save_mined_negatives(Broken(), output)
+        save_mined_negatives(Broken(), output, overwrite=True)
     assert datasets.load_from_disk(str(output))["query_id"] == mined["query_id"][:2]  # old copy intact
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mined", "partial"]
 
