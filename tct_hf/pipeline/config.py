@@ -79,6 +79,9 @@ class PipelineConfig:
     )
     logging_steps: int = field(default=20, metadata={"help": "Trainer logging interval."})
     encode_batch_size: int = field(default=64, metadata={"help": "Texts per forward pass when encoding."})
+    evaluate_stages: bool = field(
+        default=True, metadata={"help": "Evaluate each trained model on the dev queries (else the final one only)."}
+    )
     evaluate_teacher: bool = field(default=True, metadata={"help": "Report the teachers' dev metrics too."})
     seed: int = field(default=42, metadata={"help": "Seed of training, sampling and mining."})
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: where the hardware has it)."})

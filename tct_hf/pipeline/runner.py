@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 # The configuration fields each stage's result depends on (its fingerprint); the data files and the fields in COMMON
 # count for every stage (its dev metrics depend on them too).
 COMMON_FIELDS = ("seed", "batch_size", "query_max_length", "passage_max_length", "num_negatives", "min_relevance",
-                 "bm25_depth", "evaluate_teacher")  # fmt: skip
+                 "bm25_depth", "evaluate_stages", "evaluate_teacher")  # fmt: skip
 STAGE_FIELDS = {
     "warmup": (
         "teacher_steps",

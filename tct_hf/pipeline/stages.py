@@ -233,7 +233,7 @@ def run_warmup(context: Context, stage_dir: Path, inputs: dict[str, str], resume
     metrics["student_training"] = train_student(
         context, student, teacher, examples, student_dir, config.warmup_student_steps, resume
     )
-    if context.state.is_main_process:
+    if context.state.is_main_process and context.config.evaluate_stages:
         metrics["teacher"] = _teacher_metrics(context, teacher)
         metrics["student"] = _student_metrics(context, student)
     _drop_trainer_dirs(stage_dir, context)
@@ -324,7 +324,7 @@ def run_teacher(context: Context, stage_dir: Path, inputs: dict[str, str], resum
             context.config.hn_teacher_steps, resume,
         )
     }  # fmt: skip
-    if context.state.is_main_process:
+    if context.state.is_main_process and context.config.evaluate_stages:
         metrics["teacher"] = _teacher_metrics(context, teacher)
     _drop_trainer_dirs(stage_dir, context)
     return {"teacher": "teacher"}, metrics
@@ -342,7 +342,7 @@ def run_student(context: Context, stage_dir: Path, inputs: dict[str, str], resum
             context.config.hn_student_steps, resume,
         )
     }  # fmt: skip
-    if context.state.is_main_process:
+    if context.state.is_main_process and context.config.evaluate_stages:
         metrics["student"] = _student_metrics(context, student)
     _drop_trainer_dirs(stage_dir, context)
     return {"student": "student"}, metrics

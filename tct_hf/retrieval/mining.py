@@ -125,7 +125,7 @@ def mine_hard_negatives(
         seed: seed of the sampler.
         collection: a collection file or `datasets.Dataset` (id, text, optional title) holding the passages' text.
         batch_size: query encoding batch size.
-        teacher: a `ColBERTModel` (anything with ``score(queries, passages, titles, batch_size)`` and a
+        teacher: a `ColBERTModel` (anything with ``score_matrix(queries, passages, titles, batch_size)`` and a
             ``tokenizer``) that filters the candidates (step 3 of the module docstring); None: no filter.
         teacher_margin: the filter's margin (>= 0), absolute or relative to the positive's teacher score.
         teacher_margin_type: ``"absolute"`` or ``"relative"``.
@@ -285,6 +285,11 @@ def check_teacher_reads(teacher: Any, texts: list[str], what: str = "texts") -> 
             )
 
 
+# Queries scored together by the teacher filter: their candidates are encoded once per group however many of these
+# queries share them, and the score block [group, distinct candidates] stays small (256 x 51,200 floats at depth 200).
+TEACHER_QUERY_GROUP = 256
+
+
 def score_pairs(
     teacher: Any,
     pairs: list[tuple[str, str]],
@@ -293,7 +298,9 @@ def score_pairs(
     row_of: dict[str, int],
     batch_size: int,
 ) -> dict[tuple[str, str], float]:
-    """The teacher's score of every (qid, docid) pair, pairs sorted by passage length so batches pad little."""
+    """The teacher's score of every (qid, docid) pair. Queries go in groups of `TEACHER_QUERY_GROUP`: each group's
+    distinct passages are encoded once (``teacher.score_matrix``), and the needed pairs are read off the block;
+    encoding dominates the cost, so sharing candidates across queries is what saves time."""
     from tqdm.auto import tqdm
 
     rows = sorted({row_of[docid] for _, docid in pairs})
@@ -301,20 +308,29 @@ def score_pairs(
     has_titles = "title" in corpus.column_names
     text_of = {str(item["id"]): item["text"] or "" for item in subset}
     title_of = {str(item["id"]): item["title"] or "" for item in subset} if has_titles else None
-    order = sorted(range(len(pairs)), key=lambda i: len(text_of[pairs[i][1]]), reverse=True)
+    wanted: dict[str, list[str]] = {}
+    for qid, docid in pairs:
+        wanted.setdefault(qid, []).append(docid)
+    qids = list(wanted)
     scores: dict[tuple[str, str], float] = {}
-    chunk = batch_size * 16
-    with tqdm(total=len(pairs), desc="teacher scores", unit="pair", disable=len(pairs) < chunk) as progress:
-        for start in range(0, len(order), chunk):
-            part = [pairs[i] for i in order[start : start + chunk]]
-            values = teacher.score(
-                [query_texts[qid] for qid, _ in part],
-                [text_of[docid] for _, docid in part],
-                titles=None if title_of is None else [title_of[docid] for _, docid in part],
-                batch_size=batch_size,
+    with tqdm(total=len(pairs), desc="teacher scores", unit="pair", disable=len(pairs) < 10_000) as progress:
+        for start in range(0, len(qids), TEACHER_QUERY_GROUP):
+            group = qids[start : start + TEACHER_QUERY_GROUP]
+            docids = sorted({docid for qid in group for docid in wanted[qid]})
+            column = {docid: position for position, docid in enumerate(docids)}
+            block = np.asarray(
+                teacher.score_matrix(
+                    [query_texts[qid] for qid in group],
+                    [text_of[docid] for docid in docids],
+                    titles=None if title_of is None else [title_of[docid] for docid in docids],
+                    batch_size=batch_size,
+                ),
+                dtype=np.float64,
             )
-            scores.update(zip(part, np.asarray(values, dtype=np.float64).tolist()))
-            progress.update(len(part))
+            for row, qid in enumerate(group):
+                for docid in wanted[qid]:
+                    scores[qid, docid] = float(block[row, column[docid]])
+                progress.update(len(wanted[qid]))
     return scores
 
 

@@ -185,3 +185,36 @@ def test_summary_and_t_test_match_hand_formulas(smoke_result):
             assert entry["t"] == pytest.approx(differences.mean() / (spread / math.sqrt(len(differences))), rel=1e-9)
         else:
             assert math.isnan(entry["t"]) or math.isinf(entry["t"])
+
+
+@pytest.mark.slow
+def test_pipeline_ablations_reuse_the_warmup_and_pair_per_query(tmp_path):
+    """`--pipeline`: every variant ends in a final stage, copied stages are skipped (never retrained), and the
+    pooled t-test pairs each (seed, test query) with the hand formula's mean difference."""
+    backbone = write_tiny_bert(tmp_path / "bert")
+    data_dir = write_tiny_cranfield(tmp_path / "data")
+    module = load_script()
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = module.main([
+            "--pipeline", "--seeds", "2", "--backbone", str(backbone), "--data-dir", str(data_dir),
+            "--train-queries", "8", "--teacher-steps", "2", "--student-steps", "2", "--hn-steps", "2",
+            "--batch-size", "4", "--passage-max-length", "24", "--query-max-length", "8",
+        ])  # fmt: skip
+    assert len(result["per_seed"]) == 2
+    for seed in result["per_seed"]:
+        ran = {name: [s["name"] for s in stages if not s["skipped"]] for name, stages in seed["stages"].items()}
+        assert ran == {
+            "warmup": ["1-warmup", "2-final"],
+            "hn_plus": ["2-mine", "3-teacher", "4-student", "5-final"],
+            "hn_plus_frozen_teacher": ["3-student", "4-final"],
+            "hn_plus_filtered": ["2-mine", "3-teacher", "4-student", "5-final"],
+            "hn_plus_refresh": ["5-mine-r1", "6-teacher-r1", "7-student-r1", "8-final"],
+        }
+        test_queries = sorted(module.load_cranfield(data_dir, 8, 13)["test_queries"])
+        for metrics in seed["metrics"].values():
+            assert sorted(metrics["per_query_nDCG@10"]) == test_queries
+    ours = [v for s in result["per_seed"] for v in s["metrics"]["hn_plus"]["per_query_nDCG@10"].values()]
+    theirs = [v for s in result["per_seed"] for v in s["metrics"]["warmup"]["per_query_nDCG@10"].values()]
+    entry = result["t_tests_nDCG@10"]["hn_plus_vs_warmup"]
+    assert entry["pairs"] == len(ours) == 2 * 4
+    assert entry["mean_difference"] == pytest.approx(np.mean(np.subtract(ours, theirs)), abs=1e-12)

@@ -1,0 +1,176 @@
+"""The HN+ pipeline's ablations at small scale (Cranfield), through `tct_hf.pipeline.run_pipeline`.
+
+    HF_HUB_OFFLINE=1 python benchmarks/reproduce.py --pipeline --output benchmarks/results/reproduce_pipeline.json
+
+Variants, per seed, all from the same warm-up (its stage folder is copied, so the pipeline skips it):
+
+- ``warmup``: the warm-up student (TCT on BM25 negatives), stages warmup, final;
+- ``hn_plus``: HN+ with the teacher re-trained on the mined negatives (warmup, mine, teacher, student, final);
+- ``hn_plus_frozen_teacher``: HN+ with the warm-up teacher (warmup, mine, student, final; mining copied from hn_plus);
+- ``hn_plus_filtered``: ``hn_plus`` with teacher-filtered mining (margin 0: every candidate the warm-up teacher
+  scores at or above the positive is dropped);
+- ``hn_plus_refresh``: ``hn_plus`` plus one refresh round (mine, teacher, student again; its first round copied).
+
+Metrics: each variant's final stage (faiss index of the collection, the held-out queries' top 1000) through
+`evaluate_run`: nDCG@10, RR@10, R@100 and per-query nDCG@10. Statistics as in `reproduce.py`: mean ± std over seeds,
+and paired t-tests on per-query nDCG@10 pooled over seeds: hn_plus vs warmup, vs hn_plus_frozen_teacher, and
+hn_plus_filtered and hn_plus_refresh vs hn_plus.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("reproduce.pipeline")
+
+METRICS = ("nDCG@10", "RR@10", "R@100")
+# reproduce.py's --teacher-steps (warm-up teacher), --student-steps (warm-up student), --hn-steps (each teacher and
+# student stage after mining); the full preset is sized so 3 seeds finish in about 15 minutes on 2 CPU cores.
+PIPELINE_FULL = {"seeds": 3, "teacher_steps": 16, "student_steps": 16, "hn_steps": 8}
+PIPELINE_QUICK = {"seeds": 1, "teacher_steps": 8, "student_steps": 8, "hn_steps": 4}
+MINE_DEPTH = 50
+VARIANTS = {
+    "warmup": ({"stages": ["warmup", "final"]}, None, ()),
+    "hn_plus": ({}, "warmup", ("1-warmup",)),
+    "hn_plus_frozen_teacher": ({"stages": ["warmup", "mine", "student", "final"]}, "hn_plus", ("1-warmup", "2-mine")),
+    "hn_plus_filtered": ({"teacher_margin": 0.0}, "warmup", ("1-warmup",)),
+    "hn_plus_refresh": ({"refresh_rounds": 1}, "hn_plus", ("1-warmup", "2-mine", "3-teacher", "4-student")),
+}
+COMPARISONS = (
+    ("hn_plus", "warmup"),
+    ("hn_plus", "hn_plus_frozen_teacher"),
+    ("hn_plus_filtered", "hn_plus"),
+    ("hn_plus_refresh", "hn_plus"),
+)
+
+
+def steps_of(config) -> dict[str, int]:
+    return {"teacher_steps": config.teacher_steps, "warmup_student_steps": config.student_steps,
+            "hn_teacher_steps": config.hn_steps, "hn_student_steps": config.hn_steps}  # fmt: skip
+
+
+def write_data(data: dict[str, Any], folder: Path) -> dict[str, str]:
+    """The split Cranfield data as the pipeline's files (TSV collection and queries, TREC qrels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "collection.tsv").write_text(
+        "".join(f"{docid}\t{text}\n" for docid, text in zip(data["docids"], data["texts"])), encoding="utf-8"
+    )
+    paths = {"collection": str(folder / "collection.tsv")}
+    for split, queries, qrels in (("train", "train_queries", "train_qrels"), ("dev", "test_queries", "test_qrels")):
+        (folder / f"queries.{split}.tsv").write_text("".join(f"{q}\t{t}\n" for q, t in data[queries].items()))
+        rows = [f"{q} 0 {d} {r}\n" for q, judged in data[qrels].items() for d, r in judged.items()]
+        (folder / f"qrels.{split}.txt").write_text("".join(rows))
+        paths[f"{split}_queries"], paths[f"{split}_qrels"] = (str(folder / f"queries.{split}.tsv"),
+                                                              str(folder / f"qrels.{split}.txt"))  # fmt: skip
+    return paths
+
+
+def final_metrics(report: dict[str, Any], qrels) -> dict[str, Any]:
+    from tct_hf.data.run_files import read_run
+    from tct_hf.evaluation.metrics import evaluate_run
+
+    final = Path(report["output_dir"]) / report["stages"][-1]["name"]
+    result = evaluate_run(read_run(final / "run.trec"), qrels, metrics=METRICS, per_query=True)
+    summary = {name: float(value) for name, value in result.metrics.items()}
+    summary["per_query_nDCG@10"] = {qid: float(v["nDCG@10"]) for qid, v in sorted(result.per_query.items())}
+    return summary
+
+
+def run_seed(config, data: dict[str, Any], paths: dict[str, str], seed: int, work_dir: Path) -> dict[str, Any]:
+    from tct_hf.pipeline import PipelineConfig, run_pipeline
+
+    base = dict(
+        student_model=config.backbone,
+        collection=paths["collection"],
+        train_queries=paths["train_queries"],
+        train_qrels=paths["train_qrels"],
+        dev_queries=paths["dev_queries"],
+        dev_qrels=paths["dev_qrels"],
+        min_relevance=1,
+        bm25_depth=config.negatives_depth,
+        mine_depth=MINE_DEPTH,
+        batch_size=config.batch_size,
+        learning_rate=config.student_lr,
+        teacher_learning_rate=config.teacher_lr,
+        temperature=config.temperature,
+        query_max_length=config.query_max_length,
+        passage_max_length=config.passage_max_length,
+        evaluate_stages=False,
+        evaluate_teacher=False,
+        seed=seed,
+        bf16=config.bf16,
+        use_cpu=True,
+        logging_steps=50,
+        **steps_of(config),
+    )
+    result: dict[str, Any] = {"seed": seed, "metrics": {}, "seconds": {}, "stages": {}}
+    for name, (overrides, copy_from, copied) in VARIANTS.items():
+        output = work_dir / f"seed{seed}" / name
+        for stage in copied:
+            shutil.copytree(work_dir / f"seed{seed}" / copy_from / stage, output / stage)
+        started = time.perf_counter()
+        report = run_pipeline(PipelineConfig(output_dir=str(output), **{**base, **overrides}))
+        result["seconds"][name] = round(time.perf_counter() - started, 1)
+        result["metrics"][name] = final_metrics(report, data["test_qrels"])
+        result["stages"][name] = [
+            {key: stage[key] for key in ("name", "skipped", "seconds", "metrics")} for stage in report["stages"]
+        ]
+        logger.info("seed %d %s: %s (%.0f s)", seed, name,
+                    {m: round(result["metrics"][name][m], 4) for m in METRICS}, result["seconds"][name])  # fmt: skip
+    return result
+
+
+def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    summary = {}
+    for variant in VARIANTS:
+        summary[variant] = {}
+        for metric in METRICS:
+            values = [seed["metrics"][variant][metric] for seed in per_seed]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[variant][metric] = {"mean": statistics.fmean(values), "std": std}
+    return summary
+
+
+def paired_tests(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    from scipy.stats import ttest_rel
+
+    tests = {}
+    for ours, theirs in COMPARISONS:
+        a, b = [], []
+        for seed in per_seed:
+            mine, other = seed["metrics"][ours]["per_query_nDCG@10"], seed["metrics"][theirs]["per_query_nDCG@10"]
+            a += [mine[qid] for qid in mine]
+            b += [other[qid] for qid in mine]
+        pooled = ttest_rel(a, b)
+        entry = {"pairs": len(a), "mean_difference": float(np.mean(np.subtract(a, b))), "t": float(pooled.statistic),
+                 "p": float(pooled.pvalue)}  # fmt: skip
+        if len(per_seed) > 1:
+            by_seed = ttest_rel([s["metrics"][ours]["nDCG@10"] for s in per_seed],
+                                [s["metrics"][theirs]["nDCG@10"] for s in per_seed])  # fmt: skip
+            entry["seed_means_p"] = float(by_seed.pvalue)
+        tests[f"{ours}_vs_{theirs}"] = entry
+    return tests
+
+
+def run_study(config, data: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+    """Every seed's variants, then the summary and the t-tests."""
+    paths = write_data(data, work_dir / "data")
+    per_seed = [run_seed(config, data, paths, seed, work_dir) for seed in range(config.seeds)]
+    return {
+        "steps": {
+            **steps_of(config),
+            "mine_depth": MINE_DEPTH,
+            "bm25_depth": config.negatives_depth,
+            "batch_size": config.batch_size,
+        },  # fmt: skip
+        "per_seed": per_seed,
+        "summary": summarize(per_seed),
+        "t_tests_nDCG@10": paired_tests(per_seed),
+    }
