@@ -260,3 +260,69 @@ def test_example_killed_after_mining_resumes(files, tmp_path):
         assert next(s for s in report["stages"] if s["name"] == name)["skipped"]
     assert sorted(after) == ["1-warmup", "2-mine", "3-teacher", "4-student", "5-final"]
     SentenceTransformer(report["final_student"], device="cpu").encode_query(["water river"])
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_processes_run_every_stage(files, tmp_path):
+    """`accelerate launch` with 2 gloo processes: every stage once (records written by the main process only), the
+    corpus encoded in 2 shards and merged, and a rerun skipping everything."""
+    import os
+
+    from sentence_transformers import SentenceTransformer
+
+    root = Path(__file__).resolve().parents[2]
+    output = tmp_path / "run"
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(tiny_config(files, output, teacher_margin=0.0).to_dict()))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(root / "examples" / "train_tct_hn_plus.py"), str(config_path)]  # fmt: skip
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": str(root), "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    for attempt in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout[done.stdout.rindex('{\n  "output_dir"') :])
+        assert [s["skipped"] for s in report["stages"]] == [attempt == 1] * 5
+    assert done.stdout.count('"final_student"') == 1  # one report, from the main process
+    assert sorted(stage_records(output)) == ["1-warmup", "2-mine", "3-teacher", "4-student", "5-final"]
+    assert not list(output.glob("*/index/shard-*"))  # shards merged
+    SentenceTransformer(report["final_student"], device="cpu").encode_query(["water river"])
+
+
+def test_a_training_stage_interrupted_after_a_checkpoint_resumes_from_it(files, tmp_path, monkeypatch, caplog):
+    """save_steps=1 and a crash in the warm-up student's second step: the rerun keeps the folder, loads the teacher
+    the attempt saved and resumes the student from checkpoint-1 (Trainer reports the resumed step count)."""
+    import logging
+
+    from tct_hf.training import TCTTrainer
+
+    output = tmp_path / "run"
+    config = tiny_config(files, output, stages=["warmup", "final"], save_steps=1, warmup_student_steps=3)
+    real_step = TCTTrainer.training_step
+
+    def crash_at_second_step(self, *args, **kwargs):
+        if self.state.global_step == 1:
+            raise RuntimeError("injected crash at step 2")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(TCTTrainer, "training_step", crash_at_second_step)
+    with pytest.raises(RuntimeError, match="injected crash at step 2"):
+        run_pipeline(config)
+    assert (output / "1-warmup" / "student-trainer" / "checkpoint-1").is_dir()
+    teacher_saved = (output / "1-warmup" / "teacher" / "model.safetensors").stat().st_mtime_ns
+    steps: list[int] = []
+
+    def counted(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(TCTTrainer, "training_step", counted)
+    with caplog.at_level(logging.INFO, logger="tct_hf.pipeline.runner"):
+        report = run_pipeline(config)
+    assert "stage 1-warmup: running (resuming its checkpoint)" in caplog.text
+    assert steps == [1, 2]  # steps 2 and 3 only: step 1 came from the checkpoint
+    assert (output / "1-warmup" / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_saved
+    assert not (output / "1-warmup" / "student-trainer").exists()  # checkpoints dropped once the stage finished
+    assert report["final_student"] == str((output / "1-warmup" / "student").resolve())
