@@ -9,9 +9,10 @@ from .colbert_finetune import ColBERTFinetuneLoss, colbert_finetune_loss
 from .columns import negative_columns, num_negatives_per_query, own_columns, positive_columns
 from .distributed import all_gather_no_grad, all_gather_with_grad, gather_padded, rank, world_size
 from .global_batch import GlobalScores, build_global_scores, gather_passages, global_layout
-from .in_batch_kd import InBatchKDLoss, in_batch_kd_loss, kl_divergence_per_row
+from .in_batch_kd import InBatchKDLoss, in_batch_kd_loss
 from .in_batch_negatives import InBatchNegativesLoss, in_batch_negatives_loss
-from .masking import duplicate_passage_mask
+from .logits import check_temperature, kl_divergence_per_row, masked_cross_entropy, masked_logits
+from .masking import duplicate_passage_mask, own_candidate_mask
 from .pairwise_kd import PairwiseKDLoss, pairwise_kd_loss
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "all_gather_no_grad",
     "all_gather_with_grad",
     "build_global_scores",
+    "check_temperature",
     "colbert_finetune_loss",
     "duplicate_passage_mask",
     "gather_padded",
@@ -31,8 +33,11 @@ __all__ = [
     "in_batch_kd_loss",
     "in_batch_negatives_loss",
     "kl_divergence_per_row",
+    "masked_cross_entropy",
+    "masked_logits",
     "negative_columns",
     "num_negatives_per_query",
+    "own_candidate_mask",
     "own_columns",
     "pairwise_kd_loss",
     "positive_columns",

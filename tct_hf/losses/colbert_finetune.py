@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from .citations import COLBERT_CITATION
 from .columns import check_labels, check_mask, check_score_matrix, own_columns
-from .global_batch import global_layout, resolve_gather_across_devices
+from .global_batch import gather_passages, global_layout, resolve_gather_across_devices
 from .in_batch_negatives import in_batch_negatives_loss
+from .masking import own_candidate_mask
 
 __all__ = ["ColBERTFinetuneLoss", "colbert_finetune_loss"]
 
@@ -45,13 +46,17 @@ def colbert_finetune_loss(
 
     Example::
 
-        >>> loss = colbert_finetune_loss(torch.randn(2, 4), in_batch=False)  # row 0: columns 0, 2; row 1: 1, 3
+        >>> scores = torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 0.0, 0.0, 0.0]])
+        >>> colbert_finetune_loss(scores, in_batch=False)  # row 0: columns 0, 2 -> log(1 + e^-1); row 1: log 2
+        tensor(0.5032)
+        >>> colbert_finetune_loss(scores)  # every column: (0.4402 + log 4) / 2
+        tensor(0.9132)
     """
+    check_score_matrix("colbert_finetune_loss", teacher_scores, "teacher_scores")
+    labels = check_labels("colbert_finetune_loss", labels, teacher_scores)
+    check_mask("colbert_finetune_loss", mask, teacher_scores, labels, keep_labels=True)
     if in_batch:
         return in_batch_negatives_loss(teacher_scores, labels=labels, mask=mask)
-    check_score_matrix(teacher_scores, "teacher_scores")
-    labels = check_labels(labels, teacher_scores)
-    check_mask(mask, teacher_scores, labels, keep_labels=True)
     num_queries = teacher_scores.shape[0] if num_queries is None else num_queries
     columns = own_columns(labels, num_queries, teacher_scores.shape[1])
     own_mask = None if mask is None else mask.gather(1, columns)
@@ -64,7 +69,8 @@ class ColBERTFinetuneLoss(nn.Module):
 
     Args:
         in_batch: every passage of the (gathered) batch is a negative (True) or only the query's own (False).
-        mask_duplicates: exclude duplicate passages when ``passage_ids`` are given (see duplicate_passage_mask).
+        mask_duplicates: exclude duplicate passages when ``passage_ids`` are given: over the whole batch
+            (duplicate_passage_mask) with ``in_batch``, among the row's own candidates (own_candidate_mask) without.
         gather_across_devices: the scores are against every process's passages; None = on when world size > 1.
 
     References:
@@ -81,7 +87,8 @@ class ColBERTFinetuneLoss(nn.Module):
 
     Example::
 
-        >>> loss = ColBERTFinetuneLoss(in_batch=False)(torch.randn(2, 4))
+        >>> ColBERTFinetuneLoss(in_batch=False)(torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 0.0, 0.0, 0.0]]))
+        tensor(0.5032)
     """
 
     def __init__(
@@ -98,7 +105,7 @@ class ColBERTFinetuneLoss(nn.Module):
         passage_ids: Tensor | None = None,
         extra_positive_ids: Sequence[Sequence[int] | Tensor] | None = None,
     ) -> Tensor:
-        check_score_matrix(scores, "scores")
+        check_score_matrix("ColBERTFinetuneLoss", scores, "scores")
         gather = resolve_gather_across_devices(self.gather_across_devices)
         labels, num_queries, mask = global_layout(
             scores.shape[0],
@@ -110,9 +117,14 @@ class ColBERTFinetuneLoss(nn.Module):
         )
         if mask is not None and mask.shape != scores.shape:
             raise ValueError(
-                f"tct_hf/losses/colbert_finetune.py: scores {tuple(scores.shape)} do not match the "
+                f"ColBERTFinetuneLoss: scores {tuple(scores.shape)} do not match the "
                 f"{'gathered ' if gather else ''}passage_ids ({mask.shape[1]} passages)."
             )
+        if mask is not None and not self.in_batch:
+            # Only the row's own candidates compete: the duplicate rule applies among them (as in pairwise KD).
+            ids = gather_passages(passage_ids, scores.shape[0]) if gather else passage_ids
+            own = own_candidate_mask(ids.to(scores.device), num_queries, extra_positive_ids, query_indices=labels)
+            mask = torch.zeros_like(mask).scatter(1, own_columns(labels, num_queries, scores.shape[1]), own)
         return colbert_finetune_loss(scores, in_batch=self.in_batch, labels=labels, num_queries=num_queries, mask=mask)
 
     def get_config_dict(self) -> dict[str, bool | None]:

@@ -45,7 +45,7 @@ __all__ = [
 def positive_columns(num_queries: int, device: torch.device | str | None = None) -> Tensor:
     """Column of each query's positive: ``LongTensor[B] = [0, 1, ..., B - 1]``."""
     if num_queries < 1:
-        raise ValueError(f"tct_hf/losses/columns.py: num_queries must be >= 1, got {num_queries}.")
+        raise ValueError(f"positive_columns: num_queries must be >= 1, got {num_queries}.")
     return torch.arange(num_queries, device=device)
 
 
@@ -53,8 +53,7 @@ def negative_columns(num_queries: int, num_negatives: int, device: torch.device 
     """Columns of each query's own negatives: ``LongTensor[B, n_neg]``, row ``i`` = ``B + i * n_neg + [0..n_neg)``."""
     if num_queries < 1 or num_negatives < 0:
         raise ValueError(
-            f"tct_hf/losses/columns.py: need num_queries >= 1 and num_negatives >= 0, got {num_queries} and "
-            f"{num_negatives}."
+            f"negative_columns: need num_queries >= 1 and num_negatives >= 0, got {num_queries} and {num_negatives}."
         )
     first = num_queries + torch.arange(num_queries, device=device) * num_negatives
     return first[:, None] + torch.arange(num_negatives, device=device)[None, :]
@@ -64,7 +63,7 @@ def num_negatives_per_query(num_queries: int, num_passages: int) -> int:
     """``n_neg`` such that ``num_passages == num_queries * (1 + n_neg)``; a clear error when it does not divide."""
     if num_queries < 1 or num_passages < num_queries or num_passages % num_queries != 0:
         raise ValueError(
-            f"tct_hf/losses/columns.py: {num_passages} passage columns do not fit {num_queries} queries with the "
+            f"num_negatives_per_query: {num_passages} passage columns do not fit {num_queries} queries with the "
             f"convention N = B * (1 + n_neg) (positives first, then n_neg negatives per query). Pass every query's "
             f"positive and the same number of negatives for every query."
         )
@@ -81,46 +80,46 @@ def own_columns(labels: Tensor, num_queries: int, num_passages: int) -> Tensor:
     return torch.cat([labels[:, None], negatives], dim=1)
 
 
-def check_score_matrix(scores: Tensor, name: str) -> None:
-    """A 2-D floating-point matrix with at least one row and one column."""
+def check_score_matrix(owner: str, scores: Tensor, name: str) -> None:
+    """A 2-D floating-point matrix with at least one row and one column; ``owner`` (the loss) names the error."""
     if not isinstance(scores, Tensor):
-        raise TypeError(f"tct_hf/losses: {name} must be a torch.Tensor [B, N], got {type(scores).__name__}.")
+        raise TypeError(f"{owner}: {name} must be a torch.Tensor [B, N], got {type(scores).__name__}.")
     if scores.dim() != 2 or scores.shape[0] < 1 or scores.shape[1] < 1:
-        raise ValueError(f"tct_hf/losses: {name} must be a score matrix [B, N], got shape {tuple(scores.shape)}.")
+        raise ValueError(f"{owner}: {name} must be a score matrix [B, N], got shape {tuple(scores.shape)}.")
     if not scores.is_floating_point():
-        raise TypeError(f"tct_hf/losses: {name} must be floating point, got {scores.dtype}; cast it with .float().")
+        raise TypeError(f"{owner}: {name} must be floating point, got {scores.dtype}; cast it with .float().")
 
 
-def check_labels(labels: Tensor | None, scores: Tensor) -> Tensor:
+def check_labels(owner: str, labels: Tensor | None, scores: Tensor) -> Tensor:
     """``labels`` (each row's positive column) checked against ``scores[B, N]``; ``arange(B)`` when None."""
     num_rows, num_columns = scores.shape
     if labels is None:
         return positive_columns(num_rows, device=scores.device)
     if labels.shape != (num_rows,) or labels.dtype not in (torch.int32, torch.int64):
         raise ValueError(
-            f"tct_hf/losses: labels must be an integer tensor [B={num_rows}] (each row's positive column), got "
+            f"{owner}: labels must be an integer tensor [B={num_rows}] (each row's positive column), got "
             f"shape {tuple(labels.shape)} and dtype {labels.dtype}."
         )
     if num_rows and (int(labels.min()) < 0 or int(labels.max()) >= num_columns):
-        raise ValueError(f"tct_hf/losses: labels must lie in [0, {num_columns}), got {labels.tolist()}.")
+        raise ValueError(f"{owner}: labels must lie in [0, {num_columns}), got {labels.tolist()}.")
     return labels.to(device=scores.device, dtype=torch.int64)
 
 
-def check_mask(mask: Tensor | None, scores: Tensor, labels: Tensor, keep_labels: bool) -> None:
+def check_mask(owner: str, mask: Tensor | None, scores: Tensor, labels: Tensor, keep_labels: bool) -> None:
     """``mask[B, N]`` bool (True = exclude) must leave every row a column, and the positive when ``keep_labels``."""
     if mask is None:
         return
     if mask.shape != scores.shape or mask.dtype != torch.bool:
         raise ValueError(
-            f"tct_hf/losses: mask must be a bool tensor of the scores' shape {tuple(scores.shape)} (True = exclude), "
+            f"{owner}: mask must be a bool tensor of the scores' shape {tuple(scores.shape)} (True = exclude), "
             f"got shape {tuple(mask.shape)} and dtype {mask.dtype}."
         )
     if bool(mask.all(dim=1).any()):
         rows = mask.all(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"tct_hf/losses: mask excludes every column of rows {rows}; keep at least the positive.")
+        raise ValueError(f"{owner}: mask excludes every column of rows {rows}; keep at least the positive.")
     if keep_labels and bool(mask.gather(1, labels[:, None]).any()):
         rows = mask.gather(1, labels[:, None]).flatten().nonzero().flatten().tolist()
         raise ValueError(
-            f"tct_hf/losses: mask excludes the positive column of rows {rows}; a loss with a ground-truth term needs "
+            f"{owner}: mask excludes the positive column of rows {rows}; a loss with a ground-truth term needs "
             f"it (duplicate_passage_mask never masks the positive)."
         )

@@ -73,7 +73,7 @@ def _check_equal_shapes(tensor: Tensor, what: str) -> None:
     if any(not torch.equal(other, shapes[0]) for other in shapes):
         listed = [tuple(s[1 : 1 + int(s[0])].tolist()) for s in shapes]
         raise ValueError(
-            f"tct_hf/losses/distributed.py: {what} needs the same shape on every rank, got {listed}. Give every "
+            f"{what}: needs the same shape on every rank, got {listed}. Give every "
             "process the same per-device batch size (accelerate's even_batches / drop_last=True), or use "
             "gather_padded for a variable-length dimension."
         )
@@ -113,7 +113,7 @@ def gather_padded(tensor: Tensor, dim: int, value: float | bool = 0, with_grad: 
     """
     if not 0 < dim < tensor.dim() and not (dim < 0 and -tensor.dim() < dim):
         raise ValueError(
-            f"tct_hf/losses/distributed.py: gather_padded pads a dimension other than 0 (the gathered one); got dim="
+            f"gather_padded: pads a dimension other than 0 (the gathered one); got dim="
             f"{dim} for shape {tuple(tensor.shape)}."
         )
     if not is_distributed():

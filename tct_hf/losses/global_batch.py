@@ -117,19 +117,19 @@ def build_global_scores(
     """
     if query_embeddings.dim() != 2 or passage_embeddings.dim() != 2:
         raise ValueError(
-            "tct_hf/losses/global_batch.py: query_embeddings [B, H] and passage_embeddings [N, H] must be 2-D, got "
+            "build_global_scores: query_embeddings [B, H] and passage_embeddings [N, H] must be 2-D, got "
             f"{tuple(query_embeddings.shape)} and {tuple(passage_embeddings.shape)}."
         )
     if query_embeddings.shape[1] != passage_embeddings.shape[1]:
         raise ValueError(
-            f"tct_hf/losses/global_batch.py: query and passage embeddings differ in size: "
+            f"build_global_scores: query and passage embeddings differ in size: "
             f"{query_embeddings.shape[1]} vs {passage_embeddings.shape[1]}."
         )
     num_local_queries = query_embeddings.shape[0]
     num_negatives_per_query(num_local_queries, passage_embeddings.shape[0])
     if passage_ids is not None and passage_ids.shape != (passage_embeddings.shape[0],):
         raise ValueError(
-            f"tct_hf/losses/global_batch.py: passage_ids must have one id per passage ({passage_embeddings.shape[0]}),"
+            f"build_global_scores: passage_ids must have one id per passage ({passage_embeddings.shape[0]}),"
             f" got shape {tuple(passage_ids.shape)}."
         )
 
@@ -168,9 +168,7 @@ def global_layout(
         offset, num_queries, ids = 0, num_local_queries, passage_ids
     labels = offset + torch.arange(num_local_queries, device=device)
     if extra_positive_ids is not None and (ids is None or not mask_duplicates):
-        raise ValueError(
-            "tct_hf/losses/global_batch.py: extra_positive_ids needs passage_ids and mask_duplicates=True."
-        )
+        raise ValueError("global_layout: extra_positive_ids needs passage_ids and mask_duplicates=True.")
     mask = None
     if mask_duplicates and ids is not None:
         mask = duplicate_passage_mask(

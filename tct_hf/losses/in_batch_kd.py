@@ -21,38 +21,9 @@ from torch import Tensor, nn
 from .citations import TCT_COLBERT_CITATION
 from .columns import check_labels, check_mask, check_score_matrix
 from .global_batch import build_global_scores, resolve_gather_across_devices
-from .in_batch_negatives import masked_cross_entropy
+from .logits import check_temperature, kl_divergence_per_row, masked_cross_entropy, masked_logits
 
-__all__ = ["InBatchKDLoss", "in_batch_kd_loss", "kl_divergence_per_row"]
-
-
-def _logits(scores: Tensor, temperature: float, mask: Tensor | None) -> Tensor:
-    """``scores / temperature`` in at least float32, masked entries set to -inf."""
-    logits = scores.to(torch.promote_types(scores.dtype, torch.float32)) / temperature
-    return logits if mask is None else logits.masked_fill(mask, float("-inf"))
-
-
-def kl_divergence_per_row(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``KL(softmax(teacher_logits[i]) || softmax(student_logits[i]))`` for each row ``i``: ``Tensor[B]``.
-
-    Masked entries (True) must already be -inf in both logit matrices; they are dropped from the sum. The
-    log-probabilities are zeroed there before the product, so neither the value nor the gradient sees
-    ``0 * (-inf - -inf)``.
-    """
-    student_log_probs = torch.log_softmax(student_logits, dim=1)
-    teacher_log_probs = torch.log_softmax(teacher_logits, dim=1)
-    if mask is not None:
-        student_log_probs = student_log_probs.masked_fill(mask, 0.0)
-        teacher_log_probs = teacher_log_probs.masked_fill(mask, 0.0)
-    teacher_probs = teacher_log_probs.exp()
-    if mask is not None:
-        teacher_probs = teacher_probs.masked_fill(mask, 0.0)
-    return (teacher_probs * (teacher_log_probs - student_log_probs)).sum(dim=1)
-
-
-def _check_temperature(value: float, name: str) -> None:
-    if not value > 0:
-        raise ValueError(f"tct_hf/losses/in_batch_kd.py: {name} must be > 0, got {value}.")
+__all__ = ["InBatchKDLoss", "in_batch_kd_loss", "resolve_teacher_scores"]
 
 
 def in_batch_kd_loss(
@@ -80,22 +51,26 @@ def in_batch_kd_loss(
 
     Example::
 
-        >>> student, teacher = torch.randn(2, 4), torch.randn(2, 4)
-        >>> loss = in_batch_kd_loss(student, teacher)  # 2 queries, 2 positives + 2 negatives
+        >>> student = torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 0.0, 0.0, 0.0]])  # 2 queries, 2 negatives
+        >>> teacher = student / 4  # softmax(teacher / 0.25) == softmax(student): nothing to distil
+        >>> in_batch_kd_loss(student, teacher)
+        tensor(0.)
+        >>> in_batch_kd_loss(student, teacher, ce_weight=1.0)  # + mean CE of the positives: (0.4402 + log 4) / 2
+        tensor(0.9132)
     """
-    check_score_matrix(student_scores, "student_scores")
-    check_score_matrix(teacher_scores, "teacher_scores")
+    check_score_matrix("in_batch_kd_loss", student_scores, "student_scores")
+    check_score_matrix("in_batch_kd_loss", teacher_scores, "teacher_scores")
     if student_scores.shape != teacher_scores.shape:
         raise ValueError(
-            f"tct_hf/losses/in_batch_kd.py: student_scores {tuple(student_scores.shape)} and teacher_scores "
+            f"in_batch_kd_loss: student_scores {tuple(student_scores.shape)} and teacher_scores "
             f"{tuple(teacher_scores.shape)} must score the same query x passage pairs."
         )
-    _check_temperature(temperature, "temperature")
-    _check_temperature(student_temperature, "student_temperature")
-    labels = check_labels(labels, student_scores)
-    check_mask(mask, student_scores, labels, keep_labels=ce_weight != 0)
-    student_logits = _logits(student_scores, student_temperature, mask)
-    teacher_logits = _logits(teacher_scores, temperature, mask)
+    check_temperature("in_batch_kd_loss", "temperature", temperature)
+    check_temperature("in_batch_kd_loss", "student_temperature", student_temperature)
+    labels = check_labels("in_batch_kd_loss", labels, student_scores)
+    check_mask("in_batch_kd_loss", mask, student_scores, labels, keep_labels=ce_weight != 0)
+    student_logits = masked_logits(student_scores, student_temperature, mask)
+    teacher_logits = masked_logits(teacher_scores, temperature, mask)
     loss = kl_divergence_per_row(student_logits, teacher_logits, mask).mean()
     if ce_weight != 0:
         loss = loss + ce_weight * masked_cross_entropy(student_logits, labels).mean()
@@ -137,10 +112,13 @@ class InBatchKDLoss(nn.Module):
 
     Example::
 
-        >>> loss_fn = InBatchKDLoss(temperature=0.25)
-        >>> queries, passages = torch.randn(2, 8), torch.randn(4, 8)
-        >>> teacher = torch.randn(2, 4)
-        >>> loss = loss_fn(queries, passages, teacher)
+        >>> queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> passages = torch.tensor([[2.0, 0.0], [0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])  # positives, then negatives
+        >>> teacher = (queries @ passages.T) / 4  # the student's scores / 4
+        >>> InBatchKDLoss(temperature=0.25)(queries, passages, teacher)  # same softmax: KL 0
+        tensor(0.)
+        >>> InBatchKDLoss(temperature=0.5)(queries, passages, teacher)  # a flatter teacher: KL > 0
+        tensor(0.0553)
     """
 
     def __init__(
@@ -152,8 +130,8 @@ class InBatchKDLoss(nn.Module):
         gather_across_devices: bool | None = None,
     ) -> None:
         super().__init__()
-        _check_temperature(temperature, "temperature")
-        _check_temperature(student_temperature, "student_temperature")
+        check_temperature("InBatchKDLoss", "temperature", temperature)
+        check_temperature("InBatchKDLoss", "student_temperature", student_temperature)
         self.temperature = temperature
         self.student_temperature = student_temperature
         self.ce_weight = ce_weight
@@ -176,7 +154,9 @@ class InBatchKDLoss(nn.Module):
             mask_duplicates=self.mask_duplicates,
             extra_positive_ids=extra_positive_ids,
         )
-        teacher = resolve_teacher_scores(teacher_scores, batch.scores.shape, self.gather_across_devices)
+        teacher = resolve_teacher_scores(
+            "InBatchKDLoss", teacher_scores, batch.scores.shape, self.gather_across_devices
+        )
         return in_batch_kd_loss(
             batch.scores,
             teacher,
@@ -202,14 +182,17 @@ class InBatchKDLoss(nn.Module):
 
 
 def resolve_teacher_scores(
-    teacher_scores: Tensor | Callable[[], Tensor], shape: torch.Size, gather_across_devices: bool | None
+    owner: str,
+    teacher_scores: Tensor | Callable[[], Tensor],
+    shape: torch.Size,
+    gather_across_devices: bool | None,
 ) -> Tensor:
     """The teacher score tensor (calling it if it is a callable), detached, checked against the student's shape."""
     teacher = teacher_scores() if callable(teacher_scores) else teacher_scores
     if not isinstance(teacher, Tensor) or teacher.shape != shape:
         gathering = resolve_gather_across_devices(gather_across_devices)
         raise ValueError(
-            f"tct_hf/losses: teacher_scores must be [B_local, N] = {tuple(shape)} (local queries x "
+            f"{owner}: teacher_scores must be [B_local, N] = {tuple(shape)} (local queries x "
             f"{'gathered global' if gathering else 'local'} passages, global column order), got "
             f"{tuple(getattr(teacher, 'shape', ())) or type(teacher).__name__}. Compute them against "
             "gather_passages(...) of the teacher's passage tokens when gathering across devices."

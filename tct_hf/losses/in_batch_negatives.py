@@ -12,19 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from .citations import TCT_COLBERT_CITATION
 from .columns import check_labels, check_mask, check_score_matrix
 from .global_batch import build_global_scores
+from .logits import check_temperature, masked_cross_entropy, masked_logits
 
-__all__ = ["InBatchNegativesLoss", "in_batch_negatives_loss", "masked_cross_entropy"]
-
-
-def masked_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """``-log softmax(logits[i])[labels[i]]`` per row: ``Tensor[B]``. Masked entries must already be -inf."""
-    return -torch.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+__all__ = ["InBatchNegativesLoss", "in_batch_negatives_loss"]
 
 
 def in_batch_negatives_loss(
@@ -43,17 +38,15 @@ def in_batch_negatives_loss(
 
     Example::
 
-        >>> loss = in_batch_negatives_loss(torch.randn(2, 4))
+        >>> scores = torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 0.0, 0.0, 0.0]])
+        >>> in_batch_negatives_loss(scores)  # row 0: log(e^2 + 1 + e + 1/e) - 2 = 0.4402; row 1: log 4 = 1.3863
+        tensor(0.9132)
     """
-    check_score_matrix(student_scores, "student_scores")
-    if not temperature > 0:
-        raise ValueError(f"tct_hf/losses/in_batch_negatives.py: temperature must be > 0, got {temperature}.")
-    labels = check_labels(labels, student_scores)
-    check_mask(mask, student_scores, labels, keep_labels=True)
-    logits = student_scores.to(torch.promote_types(student_scores.dtype, torch.float32)) / temperature
-    if mask is not None:
-        logits = logits.masked_fill(mask, float("-inf"))
-    return masked_cross_entropy(logits, labels).mean()
+    check_score_matrix("in_batch_negatives_loss", student_scores, "student_scores")
+    check_temperature("in_batch_negatives_loss", "temperature", temperature)
+    labels = check_labels("in_batch_negatives_loss", labels, student_scores)
+    check_mask("in_batch_negatives_loss", mask, student_scores, labels, keep_labels=True)
+    return masked_cross_entropy(masked_logits(student_scores, temperature, mask), labels).mean()
 
 
 class InBatchNegativesLoss(nn.Module):
@@ -77,13 +70,17 @@ class InBatchNegativesLoss(nn.Module):
 
     Example::
 
-        >>> loss = InBatchNegativesLoss()(torch.randn(2, 8), torch.randn(4, 8))
+        >>> queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> passages = torch.tensor([[2.0, 0.0], [0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])  # scores as in the function
+        >>> InBatchNegativesLoss()(queries, passages)
+        tensor(0.9132)
     """
 
     def __init__(
         self, temperature: float = 1.0, mask_duplicates: bool = True, gather_across_devices: bool | None = None
     ) -> None:
         super().__init__()
+        check_temperature("InBatchNegativesLoss", "temperature", temperature)
         self.temperature = temperature
         self.mask_duplicates = mask_duplicates
         self.gather_across_devices = gather_across_devices

@@ -49,11 +49,18 @@ class TCTTrainingArguments(TrainingArguments):
     )
     temperature: float = field(default=0.25, metadata={"help": "Teacher temperature: softmax(teacher_scores / T)."})
     student_temperature: float = field(
-        default=1.0, metadata={"help": "Student temperature (1.0 = untempered, the published recipe)."}
+        default=1.0,
+        metadata={
+            "help": "Student temperature: softmax(student_scores / T_s) (1.0 = untempered, the published recipe); "
+            "with kd_mode=none, the temperature of the in-batch cross-entropy."
+        },
     )
     ce_weight: float = field(
         default=0.0,
-        metadata={"help": "Weight of an extra ground-truth cross-entropy term (0 = pure KD, as the paper)."},
+        metadata={
+            "help": "Weight of an extra ground-truth cross-entropy term over the KD's candidates (all passages for "
+            "in_batch, the query's own for pairwise; 0 = pure KD, as the paper)."
+        },
     )
     query_max_length: int = field(default=32, metadata={"help": "Query tokens after the prefix (paper: 32)."})
     passage_max_length: int = field(default=150, metadata={"help": "Passage tokens after the prefix (paper: 150)."})
@@ -99,6 +106,11 @@ class TCTTrainingArguments(TrainingArguments):
             raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}")
         if self.temperature <= 0 or self.student_temperature <= 0:
             raise ValueError("temperature and student_temperature must be > 0")
+        if self.kd_mode == "none" and self.ce_weight != 0:
+            raise ValueError(
+                f"ce_weight={self.ce_weight} adds a cross-entropy term to a KD loss; kd_mode='none' is already the "
+                "in-batch cross-entropy: leave ce_weight at 0 (student_temperature sets its temperature)."
+            )
         if self.num_negatives < 0:
             raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
         if self.query_max_length < 1 or self.passage_max_length < 1:

@@ -8,7 +8,7 @@ gradients over processes (no world-size factor), and Trainer divides by the grad
 
 from __future__ import annotations
 
-from ..losses import colbert_finetune_loss, duplicate_passage_mask
+from ..losses import ColBERTFinetuneLoss
 from .arguments import ColBERTTrainingArguments
 from .loss_trainer import LossTrainer
 
@@ -21,12 +21,17 @@ TEACHER_INPUTS = (
 
 
 class ColBERTTrainer(LossTrainer):
-    """Trainer for `ColBERTModel`; batches come from `TCTCollator(student=None, teacher=colbert)`."""
+    """Trainer for `ColBERTModel`; batches come from `TCTCollator(student=None, teacher=colbert)`. The model's
+    forward scores; `self.loss`, a `ColBERTFinetuneLoss` built from the arguments, holds the loss maths."""
 
     def __init__(self, model=None, args: ColBERTTrainingArguments | None = None, **kwargs):
         if args is None or not isinstance(args, ColBERTTrainingArguments):
             raise TypeError("ColBERTTrainer needs args=ColBERTTrainingArguments(...)")
         super().__init__(model=model, args=args, **kwargs)
+        # The model scores its queries against this process's passages only, so the loss must not gather.
+        self.loss = ColBERTFinetuneLoss(
+            in_batch=args.in_batch_negatives, mask_duplicates=args.mask_duplicate_passages, gather_across_devices=False
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         missing = [key for key in TEACHER_INPUTS if key not in inputs]
@@ -39,9 +44,5 @@ class ColBERTTrainer(LossTrainer):
             passage_input_ids=inputs["teacher_passage_input_ids"],
             passage_attention_mask=inputs["teacher_passage_attention_mask"],
         ).scores  # [B, B(1+n)]
-        b = scores.shape[0]
-        mask = None
-        if self.args.mask_duplicate_passages and "passage_ids" in inputs:
-            mask = duplicate_passage_mask(inputs["passage_ids"], b)
-        loss = colbert_finetune_loss(scores, in_batch=self.args.in_batch_negatives, mask=mask)
+        loss = self.loss(scores, passage_ids=inputs.get("passage_ids"))
         return (loss, {"scores": scores.detach()}) if return_outputs else loss

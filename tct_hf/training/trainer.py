@@ -15,9 +15,9 @@ negatives are the passages of the same micro-batch (the paper's batch is one mic
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from ..losses import InBatchKDLoss, InBatchNegativesLoss, kl_divergence_per_row
-from ..losses.columns import own_columns
+from ..losses import InBatchKDLoss, InBatchNegativesLoss, PairwiseKDLoss, num_negatives_per_query
 from ..losses.global_batch import resolve_gather_across_devices
 from .arguments import TCTTrainingArguments
 from .loss_trainer import LossTrainer
@@ -26,8 +26,28 @@ from .teacher import freeze, in_batch_teacher_scores, pairwise_teacher_scores
 STUDENT_INPUTS = ("query_input_ids", "query_attention_mask", "passage_input_ids", "passage_attention_mask")
 
 
+def loss_for(args: TCTTrainingArguments) -> nn.Module:
+    """The loss object of `args.kd_mode`, with the arguments' temperatures, weights, masking and gathering:
+    `InBatchKDLoss` (in_batch), `PairwiseKDLoss` (pairwise), `InBatchNegativesLoss` (none; its softmax uses
+    `student_temperature`, the temperature of the student's scores)."""
+    common = {"mask_duplicates": args.mask_duplicate_passages, "gather_across_devices": args.gather_across_devices}
+    if args.kd_mode == "none":
+        return InBatchNegativesLoss(temperature=args.student_temperature, **common)
+    kd = {
+        "temperature": args.temperature,
+        "student_temperature": args.student_temperature,
+        "ce_weight": args.ce_weight,
+    }
+    if args.kd_mode == "pairwise":
+        return PairwiseKDLoss(**kd, **common)
+    return InBatchKDLoss(**kd, **common)
+
+
 class TCTTrainer(LossTrainer):
     """Distil a ColBERT `teacher` into the TCT student `model` (see module docstring for the averaging rules).
+
+    The trainer encodes (student embeddings through the model's forward, teacher scores in inference mode) and
+    calls `self.loss` (`loss_for(args)`), which holds all the loss maths.
 
     Args:
         model: the student, a `TCTModel`.
@@ -50,48 +70,36 @@ class TCTTrainer(LossTrainer):
         self.teacher = None
         if teacher is not None and args.kd_mode != "none":
             self.teacher = freeze(teacher).to(self.args.device)
-        common = {"mask_duplicates": args.mask_duplicate_passages, "gather_across_devices": args.gather_across_devices}
-        if args.kd_mode == "none":
-            self.in_batch_loss = InBatchNegativesLoss(**common)
-        else:  # in_batch (pairwise KD has its own, cheaper path in compute_loss)
-            self.in_batch_loss = InBatchKDLoss(
-                temperature=args.temperature, student_temperature=args.student_temperature, ce_weight=args.ce_weight,
-                **common,
-            )  # fmt: skip
+        self.loss = loss_for(args)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         missing = [key for key in STUDENT_INPUTS if key not in inputs]
         if missing:
             raise KeyError(f"batch lacks {missing}; use tct_hf.data.TCTCollator (remove_unused_columns=False)")
-        args: TCTTrainingArguments = self.args
         queries = model(input_ids=inputs["query_input_ids"], attention_mask=inputs["query_attention_mask"]).embeddings
         passages = model(
             input_ids=inputs["passage_input_ids"], attention_mask=inputs["passage_attention_mask"]
         ).embeddings
-
-        if args.kd_mode == "pairwise":
-            # Each query against its own positive and negatives only: no in-batch negatives, no gathering.
-            b = queries.shape[0]
-            own = own_columns(torch.arange(b, device=queries.device), b, passages.shape[0])
-            student_pairs = torch.einsum("bh,bkh->bk", queries, passages[own])
-            teacher_pairs = self.teacher_pair_scores(inputs, own.shape[1] - 1)
-            student_logits = student_pairs.float() / args.student_temperature
-            loss = kl_divergence_per_row(student_logits, teacher_pairs / args.temperature).mean()
-            outputs = {"student_scores": student_pairs.detach(), "teacher_scores": teacher_pairs}
-            return (loss, outputs) if return_outputs else loss
-
         passage_ids = inputs.get("passage_ids")
-        if args.kd_mode == "none":
-            loss = self.in_batch_loss(queries, passages, passage_ids=passage_ids)
+        if self.args.kd_mode == "none":
+            loss = self.loss(queries, passages, passage_ids=passage_ids)
             outputs = {}
         else:
-            gather = resolve_gather_across_devices(args.gather_across_devices)
-            teacher_scores = in_batch_teacher_scores(
-                self.teacher, inputs, gather=gather, dtype_name=args.teacher_dtype
-            )
-            loss = self.in_batch_loss(queries, passages, teacher_scores, passage_ids=passage_ids)
+            teacher_scores = self.teacher_scores(inputs)
+            loss = self.loss(queries, passages, teacher_scores, passage_ids=passage_ids)
             outputs = {"teacher_scores": teacher_scores}
         return (loss, outputs) if return_outputs else loss
+
+    def teacher_scores(self, inputs) -> torch.Tensor:
+        """The loss's targets: in_batch, the local queries against every passage of the (gathered) batch,
+        ``[B_local, N]``; pairwise, `teacher_pair_scores` of the own pairs, ``[B_local, 1 + n]``."""
+        args: TCTTrainingArguments = self.args
+        if args.kd_mode == "pairwise":
+            num_local = inputs["query_input_ids"].shape[0]
+            num_negatives = num_negatives_per_query(num_local, inputs["passage_input_ids"].shape[0])
+            return self.teacher_pair_scores(inputs, num_negatives)
+        gather = resolve_gather_across_devices(args.gather_across_devices)
+        return in_batch_teacher_scores(self.teacher, inputs, gather=gather, dtype_name=args.teacher_dtype)
 
     def teacher_pair_scores(self, inputs, num_negatives: int) -> torch.Tensor:
         """Pairwise KD's targets: the teacher's score of each local query with its own positive and negatives,

@@ -15,6 +15,7 @@ MODULES = [
     "tct_hf.losses.pairwise_kd",
     "tct_hf.losses.in_batch_negatives",
     "tct_hf.losses.colbert_finetune",
+    "tct_hf.losses.logits",
 ]
 
 

@@ -8,7 +8,9 @@ from conftest import make_examples
 
 from tct_hf import ColBERTModel
 from tct_hf.data import TCTCollator
+from tct_hf.training import teacher as teacher_module
 from tct_hf.training.teacher import (
+    cpu_has_native_bf16,
     default_length_buckets,
     encode_passages_in_length_buckets,
     float32_projection,
@@ -72,11 +74,16 @@ def test_scores_equal_teacher_forward_and_are_usable_as_targets(teacher_and_batc
     assert student.grad is not None
 
 
-def test_resolve_teacher_dtype():
+def test_resolve_teacher_dtype(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_teacher_dtype("float32", cpu) == torch.float32
     assert resolve_teacher_dtype("bfloat16", cpu) == torch.bfloat16
-    assert resolve_teacher_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
+    # "auto" on the CPU follows the CPU's native bf16 support, each answer checked on its own.
+    monkeypatch.setattr(teacher_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_teacher_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(teacher_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_teacher_dtype("auto", cpu) == torch.float32
+    assert resolve_teacher_dtype("auto", torch.device("meta")) == torch.float32  # neither CUDA nor CPU
     with pytest.raises(ValueError, match="GPU"):
         resolve_teacher_dtype("float16", cpu)
     with pytest.raises(ValueError, match="teacher_dtype"):
@@ -100,3 +107,14 @@ def test_projection_runs_in_float32_under_autocast_and_is_restored(teacher_and_b
     assert teacher.linear is linear
     assert projected.dtype == torch.float32
     torch.testing.assert_close(projected, linear(hidden), atol=1e-6, rtol=0)
+
+
+def test_cpu_has_native_bf16_reads_the_cpu_flags():
+    """Against an independent read of /proc/cpuinfo: native bf16 = the avx512_bf16 or amx_bf16 flag."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flag_lines = [line for line in handle if line.startswith("flags")]
+    except OSError:
+        flag_lines = []
+    flags = set(flag_lines[0].split(":", 1)[1].split()) if flag_lines else set()
+    assert cpu_has_native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_examples
@@ -10,6 +11,7 @@ from safetensors import safe_open
 
 from tct_hf import ColBERTModel, TCTModel
 from tct_hf.data import TCTCollator
+from tct_hf.losses import InBatchKDLoss, InBatchNegativesLoss, PairwiseKDLoss
 from tct_hf.training import TCTTrainer, TCTTrainingArguments
 
 
@@ -44,7 +46,9 @@ def make_args(output_dir, **overrides) -> TCTTrainingArguments:
 def make_trainer(tiny_dirs, output_dir, examples, **overrides):
     student, teacher = load_pair(tiny_dirs)
     args = make_args(output_dir, **overrides)
-    collator = TCTCollator(student, teacher, query_max_length=8, passage_max_length=16, num_negatives=1, seed=3)
+    collator = TCTCollator(
+        student, teacher, query_max_length=8, passage_max_length=16, num_negatives=args.num_negatives, seed=3
+    )
     trainer = TCTTrainer(
         model=student,
         teacher=teacher,
@@ -181,3 +185,117 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_dirs, tmp_path):
         model.eval()
     for (name, a), (_, b) in zip(big_student.state_dict().items(), acc_student.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def student_and_teacher_matrices(student, teacher, batch):
+    """Student dot products and teacher MaxSim of every query against every passage of the batch: [B, N] each."""
+    q = student(input_ids=batch["query_input_ids"], attention_mask=batch["query_attention_mask"]).embeddings
+    p = student(input_ids=batch["passage_input_ids"], attention_mask=batch["passage_attention_mask"]).embeddings
+    with torch.no_grad():
+        t = teacher(
+            query_input_ids=batch["teacher_query_input_ids"],
+            query_attention_mask=batch["teacher_query_attention_mask"],
+            passage_input_ids=batch["teacher_passage_input_ids"],
+            passage_attention_mask=batch["teacher_passage_attention_mask"],
+        ).scores
+    return (q @ p.T).detach().double(), t.double()
+
+
+def hand_kd(student_rows, teacher_rows, temperature, student_temperature, ce_weight):
+    """Mean over rows of sum_j p_j (log p_j - log q_j) + ce_weight * -log q_0 (the positive in column 0)."""
+    total = 0.0
+    for s, t in zip(student_rows, teacher_rows):
+        log_p = t / temperature - torch.logsumexp(t / temperature, 0)
+        log_q = s / student_temperature - torch.logsumexp(s / student_temperature, 0)
+        total += float((log_p.exp() * (log_p - log_q)).sum()) - ce_weight * float(log_q[0])
+    return total / len(student_rows)
+
+
+def rows_positive_first(matrix, columns_per_row):
+    return [matrix[i, columns] for i, columns in enumerate(columns_per_row)]
+
+
+PAPER_KD = {"temperature": 0.25, "student_temperature": 1.0, "ce_weight": 0.0}
+
+
+@pytest.mark.parametrize("kd_mode", ["in_batch", "pairwise"])
+@pytest.mark.parametrize("changed", [{"temperature": 0.5}, {"student_temperature": 2.0}, {"ce_weight": 0.3}])
+def test_kd_loss_reads_temperatures_and_ce_weight_from_the_arguments(tiny_dirs, tmp_path, kd_mode, changed):
+    examples = make_examples(4, num_negatives=1)
+    trainer, student, teacher, collator = make_trainer(
+        tiny_dirs, tmp_path, examples, kd_mode=kd_mode, teacher_dtype="float32", **changed
+    )
+    student.eval()
+    batch = collator(examples)
+    loss = float(trainer.compute_loss(student, batch).detach())
+    scores, teacher_scores = student_and_teacher_matrices(student, teacher, batch)
+    if kd_mode == "in_batch":  # every passage, the positive moved to the front for hand_kd
+        columns = [[i] + [j for j in range(8) if j != i] for i in range(4)]
+    else:  # own positive and negative: columns i and 4 + i
+        columns = [[i, 4 + i] for i in range(4)]
+    student_rows, teacher_rows = rows_positive_first(scores, columns), rows_positive_first(teacher_scores, columns)
+    expected = hand_kd(student_rows, teacher_rows, **{**PAPER_KD, **changed})
+    at_paper_values = hand_kd(student_rows, teacher_rows, **PAPER_KD)
+    assert abs(loss - expected) < 1e-5, (loss, expected)
+    assert abs(expected - at_paper_values) > 1e-3, "the changed argument must change the loss for this test to bite"
+
+
+def test_no_teacher_loss_reads_the_student_temperature(tiny_dirs, tmp_path):
+    examples = make_examples(4, num_negatives=1)
+    trainer, student, teacher, collator = make_trainer(
+        tiny_dirs, tmp_path, examples, kd_mode="none", student_temperature=2.0
+    )
+    student.eval()
+    batch = collator(examples)
+    loss = float(trainer.compute_loss(student, batch).detach())
+    scores, _ = student_and_teacher_matrices(student, teacher, batch)
+    expected = float(sum(torch.logsumexp(scores[i] / 2.0, 0) - scores[i, i] / 2.0 for i in range(4)) / 4)
+    untempered = float(sum(torch.logsumexp(scores[i], 0) - scores[i, i] for i in range(4)) / 4)
+    assert abs(loss - expected) < 1e-5 and abs(expected - untempered) > 1e-3, (loss, expected, untempered)
+
+
+def test_pairwise_kd_drops_a_negative_that_copies_the_own_positive(tiny_dirs, tmp_path):
+    """Query 0's first negative is its own positive (dropped); query 1's first negative is query 0's positive (kept:
+    pairwise KD never looks at other queries); query 2 repeats a negative (counted once)."""
+    examples = make_examples(3, num_negatives=2)
+    examples[0]["negatives"][0] = examples[0]["positive"]
+    examples[1]["negatives"][0] = examples[0]["positive"]
+    examples[2]["negatives"][1] = examples[2]["negatives"][0]
+    own = [[0, 3, 4], [1, 5, 6], [2, 7, 8]]  # positive i, then negatives 3 + 2i + k
+    kept = [[0, 4], [1, 5, 6], [2, 7]]
+    losses = {}
+    for masked in (True, False):
+        trainer, student, teacher, collator = make_trainer(
+            tiny_dirs,
+            tmp_path / str(masked),
+            examples,
+            kd_mode="pairwise",
+            teacher_dtype="float32",
+            num_negatives=2,
+            mask_duplicate_passages=masked,
+        )
+        student.eval()
+        batch = collator(examples)
+        assert batch["passage_ids"][3] == batch["passage_ids"][0] == batch["passage_ids"][5]
+        losses[masked] = float(trainer.compute_loss(student, batch).detach())
+        scores, teacher_scores = student_and_teacher_matrices(student, teacher, batch)
+        columns = kept if masked else own
+        expected = hand_kd(
+            rows_positive_first(scores, columns), rows_positive_first(teacher_scores, columns), **PAPER_KD
+        )
+        assert abs(losses[masked] - expected) < 1e-5, (masked, losses[masked], expected)
+        # The trainer's loss is PairwiseKDLoss on the same embeddings and the teacher's own pairs.
+        q = student(input_ids=batch["query_input_ids"], attention_mask=batch["query_attention_mask"]).embeddings
+        p = student(input_ids=batch["passage_input_ids"], attention_mask=batch["passage_attention_mask"]).embeddings
+        pairs = torch.stack([teacher_scores[i, columns] for i, columns in enumerate(own)]).float()
+        direct = PairwiseKDLoss(mask_duplicates=masked)(q, p, pairs, passage_ids=batch["passage_ids"])
+        assert abs(float(direct.detach()) - losses[masked]) < 1e-5
+    assert abs(losses[True] - losses[False]) > 1e-4, losses  # 10x the tolerance: the mask matters here
+
+
+def test_trainers_hold_loss_objects_built_from_their_arguments(tiny_dirs, tmp_path):
+    examples = make_examples(4, num_negatives=1)
+    expected = {"in_batch": InBatchKDLoss, "pairwise": PairwiseKDLoss, "none": InBatchNegativesLoss}
+    for mode, loss_class in expected.items():
+        trainer, *_ = make_trainer(tiny_dirs, tmp_path / mode, examples, kd_mode=mode, mask_duplicate_passages=False)
+        assert type(trainer.loss) is loss_class and trainer.loss.mask_duplicates is False
