@@ -16,6 +16,7 @@ MODULES = [
     "tct_hf.losses.in_batch_negatives",
     "tct_hf.losses.colbert_finetune",
     "tct_hf.losses.logits",
+    "tct_hf.losses.gradient_cache",
 ]
 
 
