@@ -326,3 +326,20 @@ def test_a_training_stage_interrupted_after_a_checkpoint_resumes_from_it(files, 
     assert (output / "1-warmup" / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_saved
     assert not (output / "1-warmup" / "student-trainer").exists()  # checkpoints dropped once the stage finished
     assert report["final_student"] == str((output / "1-warmup" / "student").resolve())
+
+
+def test_shipped_config_and_flags_parse():
+    """examples/configs/hn_plus.yaml is a valid configuration; flags after it win over its values."""
+    from tct_hf.pipeline.config import check_config
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "examples"))
+    import train_tct_hn_plus
+
+    config = train_tct_hn_plus.parse_arguments([str(root / "examples/configs/hn_plus.yaml"), "--refresh_rounds", "1"])
+    assert (config.mine_depth, config.batch_size, config.refresh_rounds, config.teacher_margin) == (200, 96, 1, None)
+    check_config(config)
+    assert [name for name, _, _ in plan_stages(config)][-1] == "8-final"
+    with pytest.raises(SystemExit, match="refresh_rounds must be an integer >= 0"):
+        train_tct_hn_plus.main(["--refresh_rounds", "-1", "--output_dir", "never"])
+    assert not Path("never").exists()
