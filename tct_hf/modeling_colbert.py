@@ -41,6 +41,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.tokenization_utils_base import BatchEncoding
 from transformers.utils import logging
 
+from .bert_unpadded import repad, unpad, unpadded_last_hidden_state
 from .configuration_colbert import ColBERTConfig
 from .text_inputs import check_texts, check_titles
 
@@ -368,12 +369,21 @@ class ColBERTModel(BertPreTrainedModel):
 
     # ------------------------------------------------------------------ token embeddings and scores
 
-    def _project(self, input_ids, attention_mask, token_type_ids, normalize: bool) -> torch.Tensor:
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        embeddings = self.linear(hidden.last_hidden_state)
+    def _project(
+        self, input_ids, attention_mask, token_type_ids, normalize: bool, unpadded: bool | int
+    ) -> torch.Tensor:
+        if unpadded:
+            # Only the attended tokens go through BERT and the projection; padding positions come back as zeros.
+            batch = unpad(input_ids, attention_mask, token_type_ids, attention_groups=int(unpadded))
+            hidden = unpadded_last_hidden_state(self.bert, batch, packed=True)
+        else:
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+        embeddings = self.linear(hidden)
         if normalize:
             embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=-1)
-        return embeddings
+        return repad(embeddings, batch) if unpadded else embeddings
 
     def _position_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -383,18 +393,25 @@ class ColBERTModel(BertPreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Query token vectors ``[B, Lq, dim]`` and the scoring mask ``[B, Lq]`` (True from ``skip_positions`` on,
-        except padding; [MASK] augmentation tokens are scored whether attended or not)."""
-        embeddings = self._project(input_ids, attention_mask, token_type_ids, self.config.normalize_queries)
+        except padding; [MASK] augmentation tokens are scored whether attended or not, so queries always run
+        padded: their [MASK]s are real positions)."""
+        embeddings = self._project(input_ids, attention_mask, token_type_ids, self.config.normalize_queries, False)
         pad_id = self.config.pad_token_id
         mask = self._position_mask(input_ids) & (input_ids != pad_id if pad_id is not None else True)
         return embeddings, mask
 
     def encode_passage_tokens(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        unpadded: bool | int = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Passage token vectors ``[N, Ld, dim]`` and the scoring mask ``[N, Ld]`` (False on padding, on the first
-        ``skip_positions`` positions and on ``skiplist_words`` tokens)."""
-        embeddings = self._project(input_ids, attention_mask, token_type_ids, self.config.normalize_passages)
+        ``skip_positions`` positions and on ``skiplist_words`` tokens). ``unpadded`` (True, or an int = the number
+        of length groups that attend separately) runs BERT and the projection on the real tokens only
+        (`bert_unpadded`; padding positions are then zero vectors)."""
+        embeddings = self._project(input_ids, attention_mask, token_type_ids, self.config.normalize_passages, unpadded)
         mask = self._position_mask(input_ids) & attention_mask.bool()
         if self.config.skiplist_words:
             if self._skiplist_ids is None:

@@ -22,7 +22,10 @@ neighbours ``configuration_tct.py`` and ``text_inputs.py`` (it travels with chec
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import importlib.metadata
+import itertools
 import json
 import os
 import tempfile
@@ -36,6 +39,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.tokenization_utils_base import BatchEncoding
 from transformers.utils import logging
 
+from .bert_unpadded import UnpaddedBatch, unpad, unpadded_last_hidden_state
 from .configuration_tct import TCTConfig
 
 logger = logging.get_logger(__name__)
@@ -181,15 +185,18 @@ class TCTModel(BertPreTrainedModel):
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
 
-    def _mean_pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """`pool` without the empty-row check: no value is read back to the host."""
+    def _mean_pool(
+        self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, output_dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """`pool` without the empty-row check: no value is read back to the host. The result has the hidden
+        states' dtype unless ``output_dtype`` is given (encoding keeps the float32 mean of bf16 weights)."""
         start = self.config.pooling_start
         hidden = last_hidden_state[:, start:]
         mask = attention_mask[:, start:].to(torch.float32).unsqueeze(-1)
         embeddings = (hidden.to(torch.float32) * mask).sum(dim=1) / mask.sum(dim=1)
         if self.config.normalize:
             embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
-        return embeddings.to(last_hidden_state.dtype)
+        return embeddings.to(output_dtype or last_hidden_state.dtype)
 
     def embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
@@ -253,41 +260,51 @@ class TCTModel(BertPreTrainedModel):
     def _encode(
         self, texts: list[str], length: int, batch_size: int, dtype, show_progress_bar: bool, what: str
     ) -> np.ndarray:
-        """Embed formatted texts in batches of similar length (longest first), then restore the input order."""
+        """Embed formatted texts in batches of similar length (longest first), then restore the input order.
+
+        A worker thread tokenizes and packs the next batches (real tokens only, `bert_unpadded`; page-locked on
+        CUDA) while the model runs the current one, and nothing in the loop reads a device value back: the
+        accelerator is not left waiting on the host between batches."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
         if not texts:
             return np.zeros((0, self.config.hidden_size), dtype=np.float32)
         device = self.device
+        pinned = device.type == "cuda"
         autocast = _autocast_context(dtype, device)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
         output = np.empty((len(texts), self.config.hidden_size), dtype=np.float32)
+
+        def prepare(indices: list[int]) -> tuple[list[int], UnpaddedBatch, torch.Tensor]:
+            batch = self._tokenize([texts[i] for i in indices], length)
+            _check_poolable_rows(batch["attention_mask"], self.config.pooling_start, indices, what)
+            packed = unpad(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            mask = batch["attention_mask"]
+            if pinned:
+                packed, mask = packed.pin_memory(), mask.pin_memory()
+            return indices, packed, mask
+
         was_training = self.training
         self.eval()
+        worker = _prefetched(prepare, batches, _PREFETCH_BATCHES)
         try:
-            starts = range(0, len(texts), batch_size)
+            prepared = worker
             if show_progress_bar:
-                starts = logging.tqdm(starts, desc=f"Encoding {what}", unit="batch")
+                prepared = logging.tqdm(prepared, total=len(batches), desc=f"Encoding {what}", unit="batch")
             pending: list[tuple[list[int], torch.Tensor]] = []
             with torch.inference_mode(), autocast:
-                for start in starts:
-                    indices = order[start : start + batch_size]
-                    batch = self._tokenize([texts[i] for i in indices], length)
-                    _check_poolable_rows(batch["attention_mask"], self.config.pooling_start, indices, what)
-                    batch = batch.to(device)
-                    hidden = self._last_hidden_state(
-                        batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-                    )
-                    embeddings = self._mean_pool(hidden, batch["attention_mask"])
-                    # Nothing in this loop reads a device value back (the empty-row check ran on the host mask),
-                    # and the results are copied to the host every few batches, not after each: on a GPU the next
-                    # batch's tokenization overlaps with the forward passes already queued instead of waiting.
-                    pending.append((indices, embeddings.float()))
-                    if len(pending) == _HOST_COPY_EVERY or start + batch_size >= len(texts):
+                for number, (indices, packed, mask) in enumerate(prepared, start=1):
+                    packed, mask = packed.to(device, non_blocking=pinned), mask.to(device, non_blocking=pinned)
+                    hidden = unpadded_last_hidden_state(self.bert, packed)
+                    pending.append((indices, self._mean_pool(hidden, mask, output_dtype=torch.float32)))
+                    # Results are copied to the host every few batches, not after each (a copy synchronises).
+                    if len(pending) == _HOST_COPY_EVERY or number == len(batches):
                         for done_indices, done in pending:
                             output[done_indices] = done.cpu().numpy()
                         pending.clear()
         finally:
+            worker.close()  # stops the worker thread now if the loop ended early
             self.train(was_training)
         return output
 
@@ -295,6 +312,28 @@ class TCTModel(BertPreTrainedModel):
 # ---------------------------------------------------------------------- helpers
 
 _HOST_COPY_EVERY = 16  # batches kept on the device before one synchronising copy to the host
+_PREFETCH_BATCHES = 4  # batches tokenized ahead by the worker thread
+
+
+def _prefetched(function, items: list, depth: int):
+    """``function(item)`` for each item in order, computed up to ``depth`` items ahead in one worker thread (the
+    tokenizer releases the GIL). An exception in the worker is raised here, at its item."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tct_hf-tokenize") as pool:
+        upcoming = iter(items)
+        queued = collections.deque(pool.submit(function, item) for item in itertools.islice(upcoming, depth))
+        try:
+            while queued:
+                result = queued.popleft().result()
+                following = next(upcoming, _END)
+                if following is not _END:
+                    queued.append(pool.submit(function, following))
+                yield result
+        finally:
+            for future in queued:
+                future.cancel()
+
+
+_END = object()
 
 
 def _check_poolable_rows(

@@ -66,6 +66,7 @@ def test_student_round_trip_with_our_class(saved_student):
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "bert" and config["auto_map"]["AutoModel"] == "modeling_tct.TCTModel"
     assert (directory / "modeling_tct.py").is_file() and (directory / "model.safetensors").is_file()
+    assert (directory / "bert_unpadded.py").is_file()  # imported by modeling_tct.py: travels with the checkpoint
     assert not (directory / "pytorch_model.bin").exists()
 
 

@@ -445,3 +445,18 @@ def test_convention_defaults_and_explicit_override():
     assert (stanford.query_prefix, stanford.projection_bias, stanford.normalize_queries) == ("[unused0] ", False, True)
     tct = ColBERTConfig(convention="tct", normalize_queries=True)
     assert (tct.query_prefix, tct.skip_positions, tct.normalize_queries) == ("[CLS] [Q] ", 4, True)
+
+
+@pytest.mark.parametrize("unpadded", [True, 3])
+def test_unpadded_passage_tokens_equal_the_padded_ones(tct_teacher, unpadded):
+    tct_teacher, _ = tct_teacher
+    texts = [PASSAGES[1], "music", PASSAGES[0], "a b"]
+    batch = tct_teacher.tokenize_passages(texts)
+    assert batch["attention_mask"].sum() < batch["attention_mask"].numel()  # the batch has padding to remove
+    with torch.no_grad():
+        padded, padded_mask = tct_teacher.encode_passage_tokens(batch["input_ids"], batch["attention_mask"])
+        unpadded_tokens, unpadded_mask = tct_teacher.encode_passage_tokens(
+            batch["input_ids"], batch["attention_mask"], unpadded=unpadded
+        )
+    torch.testing.assert_close(unpadded_mask, padded_mask, atol=0, rtol=0)
+    torch.testing.assert_close(unpadded_tokens[padded_mask], padded[padded_mask], atol=1e-5, rtol=0)
