@@ -16,7 +16,8 @@ The result equals the padded forward on every attended position (padding positio
 zero). The packing indices are computed from the mask wherever it lives: on the host for encoding (before the copy
 to the device, so no device value is read back), on the device in training.
 
-This file imports only torch and transformers: it travels with the student's and the teacher's checkpoints.
+This file imports torch and transformers only (no other file): it travels with the student's and the teacher's
+checkpoints.
 
 Example:
     >>> import torch

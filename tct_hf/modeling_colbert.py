@@ -17,7 +17,8 @@ Example:
     >>> teacher.score(["what is heat"], ["Heat is energy."])  # (1,) float32
 
 This file imports torch, numpy (the inference helpers return arrays), transformers, the standard library and its
-travelling neighbours ``configuration_colbert.py`` and ``text_inputs.py`` (it travels with checkpoints).
+travelling neighbours ``configuration_colbert.py``, ``text_inputs.py`` and ``bert_unpadded.py`` (it travels with
+checkpoints).
 """
 
 from __future__ import annotations

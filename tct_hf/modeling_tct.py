@@ -17,7 +17,7 @@ Example:
     >>> scores = q @ p.T
 
 This file imports torch, numpy (the encoders return arrays), transformers, the standard library and its travelling
-neighbours ``configuration_tct.py`` and ``text_inputs.py`` (it travels with checkpoints).
+neighbours ``configuration_tct.py``, ``text_inputs.py`` and ``bert_unpadded.py`` (it travels with checkpoints).
 """
 
 from __future__ import annotations

@@ -58,13 +58,17 @@ def test_packed_output_and_repad(bert):
 
 def test_gradients_equal_the_padded_forward(bert):
     ids, mask, types = random_batch(3)
-    weights = torch.randn(ids.shape[0], ids.shape[1], bert.config.hidden_size, generator=torch.Generator().manual_seed(4))
+    weights = torch.randn(
+        ids.shape[0], ids.shape[1], bert.config.hidden_size, generator=torch.Generator().manual_seed(4)
+    )
     weights = weights * mask[..., None]
 
     def gradients(hidden_fn):
         bert.zero_grad()
         (hidden_fn() * weights).sum().backward()
-        return {name: parameter.grad.clone() for name, parameter in bert.named_parameters() if parameter.grad is not None}
+        return {
+            name: parameter.grad.clone() for name, parameter in bert.named_parameters() if parameter.grad is not None
+        }
 
     padded = gradients(lambda: bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state)
     unpadded = gradients(lambda: unpadded_last_hidden_state(bert, unpad(ids, mask, types, attention_groups=2)))

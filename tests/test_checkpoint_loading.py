@@ -66,7 +66,6 @@ def test_student_round_trip_with_our_class(saved_student):
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "bert" and config["auto_map"]["AutoModel"] == "modeling_tct.TCTModel"
     assert (directory / "modeling_tct.py").is_file() and (directory / "model.safetensors").is_file()
-    assert (directory / "bert_unpadded.py").is_file()  # imported by modeling_tct.py: travels with the checkpoint
     assert not (directory / "pytorch_model.bin").exists()
 
 
@@ -107,13 +106,15 @@ def test_student_and_teacher_load_with_remote_code_without_tct_hf(saved_student,
     model, directory = saved_student
     teacher = ColBERTModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert", seed=12)), convention="stanford")
     teacher.save_pretrained(str(tmp_path / "teacher"))
-    # Each directory carries its own model's code (and the text checks both models share), nothing of the other.
+    # Each directory carries its own model's code (and the text checks and unpadded forward both models share),
+    # nothing of the other.
+    shared = {"text_inputs.py", "bert_unpadded.py"}
     assert {p.name for p in (tmp_path / "teacher").glob("*.py")} == {
         "configuration_colbert.py",
         "modeling_colbert.py",
-        "text_inputs.py",
+        *shared,
     }
-    assert {p.name for p in directory.glob("*.py")} == {"configuration_tct.py", "modeling_tct.py", "text_inputs.py"}
+    assert {p.name for p in directory.glob("*.py")} == {"configuration_tct.py", "modeling_tct.py", *shared}
     code = f"""
 import json
 from transformers import AutoModel
@@ -147,6 +148,7 @@ TRAVELLING_FILES = {
     "modeling_tct.py": {"torch", "numpy", "transformers"},
     "modeling_colbert.py": {"torch", "numpy", "transformers"},
     "text_inputs.py": set(),
+    "bert_unpadded.py": {"torch", "transformers"},
 }
 
 
