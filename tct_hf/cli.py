@@ -4,8 +4,10 @@ Subcommands (each has ``--help``)::
 
     tct-hf encode --model M --corpus collection.tsv --output INDEX_DIR [--batch-size N] [--max-length L]
                   [--dtype float32|float16|bfloat16] [--shard I/N] [--index-type flat|fp16|hnsw] [--overwrite]
+                  [--segment-window W --segment-stride S]
     tct-hf merge-index --index INDEX_DIR [--overwrite]   # merge INDEX_DIR/shard-*-of-N written by --shard runs
     tct-hf search --model M --index INDEX_DIR --queries queries.tsv --output run.trec [--k 1000] [--overwrite]
+                  [--aggregate max|first]
     tct-hf bm25 --corpus collection.tsv --queries queries.tsv --output run.trec [--k 1000] [--k1 0.9] [--b 0.4]
                 [--overwrite]
     tct-hf fuse --dense run.trec --sparse run.trec --alpha A --output fused.trec [--k 1000] [--normalize]
@@ -29,6 +31,9 @@ Conventions:
 - ``--shard I/N`` encodes the contiguous slice I of N (0-based) into ``INDEX_DIR/shard-I-of-N``; ``merge-index``
   joins them into ``INDEX_DIR``. Under ``accelerate launch -m tct_hf.cli encode ...`` each process takes shard
   ``(process_index, num_processes)`` by itself and rank 0 merges after a barrier.
+- ``--segment-window W --segment-stride S`` (tokens) indexes each document as overlapping segments (MaxP, see
+  `tct_hf.retrieval.segments`); ``search`` on such an index returns distinct documents scored by their best segment
+  (``--aggregate max``) or their first (``first``). ``--aggregate`` on an index of passages is an error.
 - ``evaluate`` prints one JSON object ``{metric: value, ..., "queries": coverage}`` (coverage: queries evaluated, run
   queries without judgments and judged queries without results, counts and ids); with ``--per-query`` it first
   prints one JSON line per query ``{"query_id": qid, metric: value, ...}`` and the aggregate object last. An empty
@@ -155,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--shard", type=_shard, default=None, help="I/N: encode slice I of N into OUTPUT/shard-I-of-N")
     encode.add_argument("--index-type", choices=KINDS, default="flat", help="faiss index kind (default: flat)")
     encode.add_argument("--skip-empty", action="store_true", help="drop passages with empty text (counted)")
+    encode.add_argument(
+        "--segment-window",
+        type=_positive_int,
+        default=None,
+        metavar="W",
+        help="MaxP: cut each document into windows of W tokens (prefix and repeated title included)",
+    )
+    encode.add_argument(
+        "--segment-stride", type=_positive_int, default=None, metavar="S", help="MaxP: body tokens between windows"
+    )
     _add_overwrite(encode, "replace an existing index at --output (never a folder of other files)")
     encode.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     encode.set_defaults(handler=run_encode)
@@ -173,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--max-length", type=_positive_int, default=None, help="query tokens, prefix included")
     search.add_argument("--tag", default="tct_hf", help="run tag, last column (default: tct_hf)")
     _add_overwrite(search)
+    search.add_argument(
+        "--aggregate",
+        choices=("max", "first"),
+        default=None,
+        help="segmented index only: score a document by its best segment (max, default) or its first (first)",
+    )
     search.set_defaults(handler=run_search)
 
     bm25 = commands.add_parser("bm25", help="BM25 retrieval with bm25s: queries → TREC run file")
@@ -275,6 +296,8 @@ def run_encode(args: argparse.Namespace) -> int:
     from tct_hf.retrieval.encode_index import encode_index, release_process_group
 
     _require_file(args.corpus, "--corpus")
+    if (args.segment_window is None) != (args.segment_stride is None):
+        raise UsageError("--segment-window and --segment-stride go together: give both (tokens) or neither")
     try:
         result = encode_index(
             args.model,
@@ -291,6 +314,8 @@ def run_encode(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             device=args.device,
             keep_freed_host_memory=True,
+            segment_window=args.segment_window,
+            segment_stride=args.segment_stride,
         )
         count, seconds = result.index.count, result.seconds
         rate = count / seconds if seconds > 0 else float("inf")
@@ -329,13 +354,18 @@ def run_search(args: argparse.Namespace) -> int:
 
     check_output(args.output, RUN_FILE, args.overwrite)
     index = load_index(args.index)
+    if args.aggregate is not None and not index.extra.get("segments"):
+        raise UsageError(
+            f"--aggregate {args.aggregate}: {args.index} holds one vector per passage, not document segments; "
+            "search it without --aggregate, or encode with --segment-window / --segment-stride"
+        )
     queries = read_queries(args.queries)
     if not queries:
         raise ValueError(f"--queries {args.queries}: no query in the file")
     encoder = _load_encoder(args)
     embeddings = encoder.encode_queries(list(queries.values()), batch_size=args.batch_size, max_length=args.max_length)
     index.check_query_dim(embeddings.shape[1])
-    run = search(index, embeddings, list(queries), k=args.k)
+    run = search(index, embeddings, list(queries), k=args.k, aggregate=args.aggregate)
     write_run(run, args.output, tag=args.tag, k=args.k, overwrite=args.overwrite)
     return 0
 

@@ -361,10 +361,19 @@ class ColBERTModel(BertPreTrainedModel):
         )
 
     def _check_length(self, value: int | None, default: int) -> int:
+        """As the student's: the default is capped at the position embeddings, an explicit excess is an error."""
         length = default if value is None else value
         if not isinstance(length, int) or isinstance(length, bool) or length <= self.config.skip_positions:
             raise ValueError(
                 f"max_length must be an int larger than skip_positions={self.config.skip_positions}, got {length!r}."
+            )
+        max_positions = getattr(self.config, "max_position_embeddings", None)
+        if max_positions is not None and length > max_positions:
+            if value is None:
+                return max_positions
+            raise ValueError(
+                f"max_length={length} tokens, but the model has only {max_positions} position embeddings "
+                f"(max_position_embeddings). Fix: ask for at most {max_positions} tokens."
             )
         return length
 

@@ -134,6 +134,10 @@ class TCTModel(BertPreTrainedModel):
 
     # ------------------------------------------------------------------ tokenization
 
+    @property
+    def _max_positions(self) -> int | None:
+        return getattr(self.config, "max_position_embeddings", None)
+
     def _require_tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer is None:
             raise ValueError(
@@ -145,7 +149,9 @@ class TCTModel(BertPreTrainedModel):
     def tokenize_queries(self, texts: list[str], max_length: int | None = None) -> BatchEncoding:
         """Tokenize ``prefix + query + [MASK] * L`` truncated to ``L = max_length or config.query_max_length``
         tokens (prefix included), without added special tokens. Returns tensors."""
-        length = _check_length(max_length, self.config.query_max_length, self.config.pooling_start, "max_length")
+        length = _check_length(
+            max_length, self.config.query_max_length, self.config.pooling_start, "max_length", self._max_positions
+        )
         return self._tokenize(self.config.format_queries(texts, augment_length=length), length)
 
     def tokenize_passages(
@@ -153,7 +159,9 @@ class TCTModel(BertPreTrainedModel):
     ) -> BatchEncoding:
         """Tokenize ``prefix + [title + " "] + text`` truncated to ``max_length or config.passage_max_length``
         tokens (prefix included), padded to the longest, without added special tokens. Returns tensors."""
-        length = _check_length(max_length, self.config.passage_max_length, self.config.pooling_start, "max_length")
+        length = _check_length(
+            max_length, self.config.passage_max_length, self.config.pooling_start, "max_length", self._max_positions
+        )
         return self._tokenize(self.config.format_passages(texts, titles), length)
 
     def _tokenize(self, formatted: list[str], length: int) -> BatchEncoding:
@@ -233,7 +241,9 @@ class TCTModel(BertPreTrainedModel):
         show_progress_bar: bool = False,
     ) -> np.ndarray:
         """Embed queries: float32 array ``[len(texts), hidden_size]`` in input order."""
-        length = _check_length(max_length, self.config.query_max_length, self.config.pooling_start, "max_length")
+        length = _check_length(
+            max_length, self.config.query_max_length, self.config.pooling_start, "max_length", self._max_positions
+        )
         return self._encode(
             self.config.format_queries(texts, augment_length=length),
             length,
@@ -253,7 +263,9 @@ class TCTModel(BertPreTrainedModel):
         show_progress_bar: bool = False,
     ) -> np.ndarray:
         """Embed passages (with optional titles): float32 array ``[len(texts), hidden_size]`` in input order."""
-        length = _check_length(max_length, self.config.passage_max_length, self.config.pooling_start, "max_length")
+        length = _check_length(
+            max_length, self.config.passage_max_length, self.config.pooling_start, "max_length", self._max_positions
+        )
         formatted = self.config.format_passages(texts, titles)
         return self._encode(formatted, length, batch_size, dtype, show_progress_bar, "passages")
 
@@ -352,10 +364,22 @@ def _check_poolable_rows(
         )
 
 
-def _check_length(value: int | None, default: int, pooling_start: int, name: str) -> int:
+def _check_length(
+    value: int | None, default: int, pooling_start: int, name: str, max_positions: int | None = None
+) -> int:
+    """The token length to use. The config's default is capped at the model's position embeddings (a 512-token
+    passage default on a 256-position BERT); an explicit length beyond them is an error here rather than an index
+    error deep in the embeddings."""
     length = default if value is None else value
     if not isinstance(length, int) or isinstance(length, bool) or length <= pooling_start:
         raise ValueError(f"{name} must be an int larger than pooling_start={pooling_start}, got {length!r}.")
+    if max_positions is not None and length > max_positions:
+        if value is None:
+            return max_positions
+        raise ValueError(
+            f"{name}={length} tokens, but the model has only {max_positions} position embeddings "
+            f"(max_position_embeddings). Fix: ask for at most {max_positions} tokens, or segment long documents."
+        )
     return length
 
 

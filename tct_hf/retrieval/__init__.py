@@ -1,4 +1,5 @@
-"""Retrieval: corpus encoding, faiss indexes, search, dense–sparse fusion, BM25, hard-negative mining.
+"""Retrieval: corpus encoding (passages, or document segments for MaxP), faiss indexes, search, dense–sparse
+fusion, BM25, hard-negative mining.
 
 The `tct-hf` command line (`tct_hf.cli`) is a thin layer over these functions::
 
@@ -32,6 +33,8 @@ _EXPORTS = {
     "load_index": "tct_hf.retrieval.index",
     "merge_index_shards": "tct_hf.retrieval.index",
     "search": "tct_hf.retrieval.search",
+    "encode_segments": "tct_hf.retrieval.segments",
+    "search_segmented": "tct_hf.retrieval.segments",
     "fuse": "tct_hf.retrieval.fuse",
     "bm25_search": "tct_hf.retrieval.bm25",
     "mine_hard_negatives": "tct_hf.retrieval.mining",

@@ -97,7 +97,12 @@ def load_corpus(corpus: Any, skip_empty: bool = False) -> tuple[Any, str]:
             raise DataFormatError(
                 path, None, "empty corpus (no passages)", "give a collection with one passage a line"
             )
-        return load_collection(path, empty="skip" if skip_empty else "keep"), str(path)
+        from tct_hf.data.documents import document_format, load_documents
+
+        empty = "skip" if skip_empty else "keep"
+        if document_format(path) == "msmarco":  # docid, url, title, body: read as documents
+            return load_documents(path, empty=empty), str(path)
+        return load_collection(path, empty=empty), str(path)
     missing = {"id", "text"} - set(getattr(corpus, "column_names", []))
     if missing:
         raise ValueError(f"corpus dataset lacks column(s) {sorted(missing)}; it needs id, text and optionally title")
@@ -185,8 +190,14 @@ def encode_corpus(
     show_progress_bar: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     skip_empty: bool = False,
+    segment_window: int | None = None,
+    segment_stride: int | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Encode the passages of ``corpus`` (a path or a `datasets.Dataset`) with ``encoder.encode_passages``.
+
+    With ``segment_window`` and ``segment_stride`` (tokens) every document is encoded as overlapping segments
+    instead (MaxP, `tct_hf.retrieval.segments.encode_segments`); the ids returned are then segment ids whose
+    metadata `build_index` keeps, so that `search` returns distinct documents.
 
     Args:
         encoder: a `TCTModel` or anything from `load_encoder`.
@@ -202,6 +213,22 @@ def encode_corpus(
     Returns:
         ``(embeddings float32 [rows of the shard, dim], docids)`` in collection order.
     """
+    if (segment_window is None) != (segment_stride is None):
+        raise ValueError("segment_window and segment_stride go together: give both (tokens) or neither")
+    if segment_window is not None:
+        from .segments import encode_segments
+
+        return encode_segments(
+            encoder,
+            corpus,
+            segment_window,
+            segment_stride,
+            batch_size=batch_size,
+            shard=shard,
+            show_progress_bar=show_progress_bar,
+            chunk_size=chunk_size,
+            skip_empty=skip_empty,
+        )
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size ({batch_size}) and chunk_size ({chunk_size}) must be >= 1")
     dataset, source = load_corpus(corpus, skip_empty=skip_empty)

@@ -95,6 +95,8 @@ def encode_index(
     dtype: Any = None,
     device: Any = None,
     keep_freed_host_memory: bool = False,
+    segment_window: int | None = None,
+    segment_stride: int | None = None,
 ) -> EncodedIndex:
     """Encode ``corpus`` with ``model`` and save the faiss index at ``output_dir`` (see the module docstring).
 
@@ -111,6 +113,8 @@ def encode_index(
             but an index's files is refused even with ``overwrite``.
         keep_freed_host_memory: on the CPU, keep freed host memory for the next batch (`tct_hf.host_memory`).
         batch_size, max_length, skip_empty, show_progress_bar: as in `encode_corpus`.
+        segment_window, segment_stride: index documents as overlapping segments (MaxP), as in `encode_corpus`;
+            the index then records ``extra["segments"]`` and `search` returns distinct documents.
     """
     state = distributed_state()
     if state is not None and shard is not None:
@@ -139,6 +143,8 @@ def encode_index(
         shard=shard,
         show_progress_bar=show_progress_bar,
         skip_empty=skip_empty,
+        segment_window=segment_window,
+        segment_stride=segment_stride,
     )
     seconds = time.perf_counter() - started
     extra = {"shard": list(shard)} if shard is not None else {}

@@ -235,8 +235,12 @@ def build_index(
         model_name: stored in the metadata to tie the index to its encoder.
         hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree and beam widths.
         use_gpu: move the index to all GPUs (needs faiss-gpu).
-        extra: JSON-serialisable metadata kept with the index.
+        extra: JSON-serialisable metadata kept with the index. Segment ids from a segmented encoding
+            (`segments.SegmentIds`) add their ``extra["segments"]``, which makes `search` aggregate per document.
     """
+    segments = getattr(docids, "segments", None)
+    if segments is not None:
+        extra = {**(extra or {}), "segments": dict(segments)}
     if metric != "ip":
         raise ValueError(f"metric {metric!r} is not supported. Fix: use metric='ip' (inner product).")
     if kind not in KINDS:

@@ -152,12 +152,19 @@ def search_arrays(
 
 
 def search(
-    index: DenseIndex, query_embeddings: np.ndarray, qids: Sequence[str], k: int = 1000, batch_size: int = 1024
+    index: DenseIndex,
+    query_embeddings: np.ndarray,
+    qids: Sequence[str],
+    k: int = 1000,
+    batch_size: int = 1024,
+    aggregate: str | None = None,
 ) -> SearchRun:
     """Search ``index`` with one vector per query; returns ``{qid: {docid: score}}`` in ranked order.
 
     The result is a :class:`SearchRun`, a read-only ``Mapping`` whose per-query dicts are built on first access
-    (``run.to_dict()`` for a plain ``dict``).
+    (``run.to_dict()`` for a plain ``dict``). On an index of document segments the run holds ``k`` distinct
+    documents, each scored by its best segment (``aggregate="max"``, the default there) or its first
+    (``"first"``); see `tct_hf.retrieval.segments`. ``aggregate`` on an index of passages is an error.
 
     Args:
         index: a :class:`DenseIndex` (flat, fp16 or hnsw; CPU or GPU).
@@ -166,6 +173,12 @@ def search(
         k: results per query (cut to the corpus size when larger).
         batch_size: queries per faiss call.
     """
+    if aggregate is not None or index.extra.get("segments"):
+        from .segments import search_segmented
+
+        return search_segmented(
+            index, query_embeddings, qids, k=k, aggregate=aggregate or "max", batch_size=batch_size
+        )
     qids = [str(qid) for qid in qids]
     query_embeddings = np.asarray(query_embeddings)
     if query_embeddings.ndim != 2:
