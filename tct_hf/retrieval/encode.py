@@ -84,7 +84,8 @@ def find_shard_directories(index_dir: str | Path) -> list[Path]:
 
 
 def load_corpus(corpus: Any, skip_empty: bool = False) -> tuple[Any, str]:
-    """Return ``(dataset, source)``: a path is read with `tct_hf.data.msmarco.load_collection` (empty passages
+    """Return ``(dataset, source)``: a path is read with `tct_hf.data.msmarco.load_collection` (a 4-column
+    ``msmarco-docs.tsv`` with `tct_hf.data.documents.load_documents`: title + body) (empty passages
     dropped with a counted warning when ``skip_empty``), a `datasets.Dataset` (columns ``id``, ``text``, optional
     ``title``) is used as it is. ``source`` names it in error messages."""
     if isinstance(corpus, (str, Path)):
@@ -97,10 +98,11 @@ def load_corpus(corpus: Any, skip_empty: bool = False) -> tuple[Any, str]:
             raise DataFormatError(
                 path, None, "empty corpus (no passages)", "give a collection with one passage a line"
             )
-        from tct_hf.data.documents import document_format, load_documents
+        from tct_hf.data.documents import load_documents
+        from tct_hf.data.msmarco import count_columns_of_first_line, is_jsonl
 
         empty = "skip" if skip_empty else "keep"
-        if document_format(path) == "msmarco":  # docid, url, title, body: read as documents
+        if not is_jsonl(path) and count_columns_of_first_line(path) == 4:  # msmarco-docs.tsv: docid, url, title, body
             return load_documents(path, empty=empty), str(path)
         return load_collection(path, empty=empty), str(path)
     missing = {"id", "text"} - set(getattr(corpus, "column_names", []))
