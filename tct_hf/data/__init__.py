@@ -2,7 +2,7 @@
 `{"query", "positive", "negatives"}`, the in-batch KD collator and the embedded demo sample."""
 
 from .collator import TCTCollator, passage_id
-from .documents import FirstPLookup, firstp_text, iter_documents, load_documents
+from .documents import FirstPLookup, firstp_dataset, firstp_text, is_msmarco_documents, iter_documents, load_documents
 from .errors import DataFormatError
 from .lookup import TextLookup
 from .msmarco import load_collection, load_qrels, load_queries, qrels_to_dict, read_queries
@@ -22,7 +22,9 @@ __all__ = [
     "write_run",
     "DataFormatError",
     "FirstPLookup",
+    "firstp_dataset",
     "firstp_text",
+    "is_msmarco_documents",
     "iter_documents",
     "load_documents",
     "TCTCollator",

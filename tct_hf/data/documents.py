@@ -57,7 +57,9 @@ __all__ = [
     "Document",
     "FirstPLookup",
     "document_format",
+    "firstp_dataset",
     "firstp_text",
+    "is_msmarco_documents",
     "iter_documents",
     "load_documents",
 ]
@@ -120,6 +122,11 @@ def document_format(path: str | Path) -> str:
             "write one document a line in one of these layouts, or JSON lines with id, title and text",
         )
     return {4: "msmarco", 3: "tsv-title", 2: "tsv"}[columns]
+
+
+def is_msmarco_documents(path: str | Path) -> bool:
+    """Whether ``path`` is laid out like `msmarco-docs.tsv` (a TSV whose first line has 4 columns)."""
+    return not is_jsonl(path) and count_columns_of_first_line(path) == 4
 
 
 def _first_value(record: dict, keys: tuple[str, ...]) -> str | None:
@@ -228,6 +235,28 @@ def firstp_text(title: str, body: str, max_tokens: int | None = 512) -> str:
         return text
     words = text.split(maxsplit=max_tokens)
     return " ".join(words[:max_tokens])
+
+
+def firstp_dataset(documents: Dataset | str | Path, max_tokens: int | None = 512, **reader_options) -> Dataset:
+    """Documents (a file for `load_documents`, or a `Dataset` id, title, text) as a passage collection ``id, text``
+    whose text is the FirstP text (`firstp_text`), for every tool that takes a collection `Dataset` (BM25,
+    `build_training_examples`, `DevSet`). Written through `Dataset.map`, so a file-backed input stays on disk.
+
+    Example:
+        >>> docs = Dataset.from_dict({"id": ["D1"], "title": ["Heat"], "text": ["water boils"]})
+        >>> firstp_dataset(docs)[0]
+        {'id': 'D1', 'text': 'Heat water boils'}
+    """
+    if not isinstance(documents, Dataset):
+        documents = load_documents(documents, **reader_options)
+    has_titles = "title" in documents.column_names
+
+    def cut(batch: dict) -> dict:
+        titles = batch["title"] if has_titles else [""] * len(batch["text"])
+        return {"text": [firstp_text(title, body, max_tokens) for title, body in zip(titles, batch["text"])]}
+
+    removed = [name for name in documents.column_names if name not in ("id", "text")]
+    return documents.map(cut, batched=True, remove_columns=removed, desc="FirstP texts")
 
 
 class FirstPLookup(Mapping):

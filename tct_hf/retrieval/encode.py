@@ -98,11 +98,10 @@ def load_corpus(corpus: Any, skip_empty: bool = False) -> tuple[Any, str]:
             raise DataFormatError(
                 path, None, "empty corpus (no passages)", "give a collection with one passage a line"
             )
-        from tct_hf.data.documents import load_documents
-        from tct_hf.data.msmarco import count_columns_of_first_line, is_jsonl
+        from tct_hf.data.documents import is_msmarco_documents, load_documents
 
         empty = "skip" if skip_empty else "keep"
-        if not is_jsonl(path) and count_columns_of_first_line(path) == 4:  # msmarco-docs.tsv: docid, url, title, body
+        if is_msmarco_documents(path):  # docid, url, title, body
             return load_documents(path, empty=empty), str(path)
         return load_collection(path, empty=empty), str(path)
     missing = {"id", "text"} - set(getattr(corpus, "column_names", []))
