@@ -28,6 +28,9 @@ Conventions:
   output (an index folder, a file that reads as a run, a saved dataset): anything else, e.g. a qrels file or a
   folder of other files, is refused. Every output is written aside, ``fsync``-ed and renamed into place: a failed
   run leaves no partial output and the previous one intact.
+- An index records the model that built it (a fingerprint of its weights and conventions) and checksums of its
+  files: ``search`` and ``mine-negatives`` refuse another model (``--allow-model-mismatch`` to proceed with a
+  warning), and every command refuses a corrupted index or one holding non-finite vectors.
 - ``--shard I/N`` encodes the contiguous slice I of N (0-based) into ``INDEX_DIR/shard-I-of-N``; ``merge-index``
   joins them into ``INDEX_DIR``. Under ``accelerate launch -m tct_hf.cli encode ...`` each process takes shard
   ``(process_index, num_processes)`` by itself and rank 0 merges after a barrier.
@@ -143,6 +146,14 @@ def _add_overwrite(parser: argparse.ArgumentParser, help: str | None = None) -> 
     )
 
 
+def _add_allow_model_mismatch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="use --model even though it is not the model that built --index (a warning instead of an error)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `tct-hf` argument parser with all subcommands."""
     from tct_hf.evaluation.metrics import DEFAULT_METRICS
@@ -187,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--k", type=_positive_int, default=1000, help="results per query (default: 1000)")
     search.add_argument("--max-length", type=_positive_int, default=None, help="query tokens, prefix included")
     search.add_argument("--tag", default="tct_hf", help="run tag, last column (default: tct_hf)")
+    _add_allow_model_mismatch(search)
     _add_overwrite(search)
     search.add_argument(
         "--aggregate",
@@ -267,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="absolute: score < pos - M; relative: score < pos - |pos| * M (default: absolute)",
     )
     mine.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also push the dataset to this Hub repo")
+    _add_allow_model_mismatch(mine)
     _add_overwrite(mine, "replace an existing mined dataset at --output (never a folder of other files)")
     mine.set_defaults(handler=run_mine_negatives)
     return parser
@@ -349,6 +362,8 @@ def run_search(args: argparse.Namespace) -> int:
     from tct_hf.data.msmarco import read_queries
     from tct_hf.data.run_files import RUN_FILE, write_run
     from tct_hf.outputs import check_output
+    from tct_hf.retrieval.encoders import embedding_dim
+    from tct_hf.retrieval.fingerprint import encoder_fingerprint
     from tct_hf.retrieval.index import load_index
     from tct_hf.retrieval.search import search
 
@@ -363,6 +378,9 @@ def run_search(args: argparse.Namespace) -> int:
     if not queries:
         raise ValueError(f"--queries {args.queries}: no query in the file")
     encoder = _load_encoder(args)
+    if embedding_dim(encoder) is not None:  # another dimension is the plainest sign of another model: say so first
+        index.check_query_dim(embedding_dim(encoder))
+    index.check_model(encoder_fingerprint(encoder), allow_mismatch=args.allow_model_mismatch, name=str(args.model))
     embeddings = encoder.encode_queries(list(queries.values()), batch_size=args.batch_size, max_length=args.max_length)
     index.check_query_dim(embeddings.shape[1])
     run = search(index, embeddings, list(queries), k=args.k, aggregate=args.aggregate)
@@ -453,6 +471,7 @@ def run_mine_negatives(args: argparse.Namespace) -> int:
         teacher_margin=args.teacher_margin,
         teacher_margin_type=args.teacher_margin_type,
         teacher_batch_size=args.batch_size,
+        allow_model_mismatch=args.allow_model_mismatch,
     )
     output = save_mined_negatives(mined, args.output, push_to_hub=args.push_to_hub, overwrite=args.overwrite)
     print(f"{PROGRAM} mine-negatives: {len(mined)} rows → {output}", file=sys.stderr)

@@ -26,6 +26,7 @@ from typing import Any
 from tct_hf.outputs import OutputExistsError, check_output
 
 from .encode import encode_corpus, find_shard_directories, load_corpus, shard_directory
+from .fingerprint import encoder_fingerprint
 from .index import (
     DOCIDS_FILE,
     INDEX_FILE,
@@ -149,7 +150,14 @@ def encode_index(
     seconds = time.perf_counter() - started
     extra = {"shard": list(shard)} if shard is not None else {}
     model_name = str(model) if isinstance(model, (str, Path)) else getattr(encoder, "name_or_path", None)
-    index = build_index(embeddings, docids, kind=index_type, model_name=model_name, extra=extra)
+    index = build_index(
+        embeddings,
+        docids,
+        kind=index_type,
+        model_name=model_name,
+        extra=extra,
+        model_fingerprint=encoder_fingerprint(encoder),
+    )
     save_index(index, target, overwrite=overwrite)
     result = EncodedIndex(index=index, path=target, seconds=seconds, shard=shard)
     if state is not None:

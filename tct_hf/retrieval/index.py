@@ -4,7 +4,17 @@ An index folder holds three files:
 
 - ``index.faiss``: the faiss index (always written from a CPU copy);
 - ``docids.txt``: one docid per line, line ``i`` = faiss id ``i``;
-- ``metadata.json``: ``{"format_version", "dim", "count", "kind", "metric", "model_name", "extra"}``.
+- ``metadata.json``: ``{"format_version", "dim", "count", "kind", "metric", "model_name", "extra", "model",
+  "checksums"}``: ``model`` records the encoder that built the index (``name``, ``dim`` and its fingerprint from
+  `tct_hf.retrieval.fingerprint`: weights hash, conventions, dtype), ``checksums`` the SHA-256 of ``index.faiss``
+  and ``docids.txt``.
+
+Trust on loading: `load_index` verifies the checksums (a garbled ``index.faiss`` is refused before faiss reads it),
+the counts and dimensions, and that every stored vector is finite (a NaN passage is never retrieved, silently);
+`DenseIndex.check_model` refuses a query encoder whose fingerprint differs from the one that built the index
+(``allow_mismatch=True``, the CLI's ``--allow-model-mismatch``, turns that into a warning). An index written before
+format 2 has neither record: it loads with a warning that neither its files nor its model can be checked (rebuild it
+to get both).
 
 Kinds (all inner product, the similarity TCT-ColBERT is trained for):
 
@@ -29,7 +39,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,7 +53,11 @@ import numpy as np
 
 from tct_hf.outputs import OutputKind, atomic_directory
 
-FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2  # 2: metadata records the model's fingerprint and the files' checksums
+CHECKED_FILES = ("index.faiss", "docids.txt")
+_FINITE_CHECK_ROWS = 65_536
 INDEX_FILE = "index.faiss"
 DOCIDS_FILE = "docids.txt"
 METADATA_FILE = "metadata.json"
@@ -52,6 +68,7 @@ __all__ = [
     "INDEX_OUTPUT",
     "IndexFormatError",
     "KINDS",
+    "ModelMismatchError",
     "build_index",
     "load_index",
     "merge_index_shards",
@@ -61,6 +78,10 @@ __all__ = [
 
 class IndexFormatError(ValueError):
     """An index folder that is missing files or whose files disagree; the message names the folder and the fix."""
+
+
+class ModelMismatchError(ValueError):
+    """The query encoder is not the model that built the index (another fingerprint)."""
 
 
 def _recognise_index_folder(directory: Path) -> str | None:
@@ -113,6 +134,9 @@ class DenseIndex:
         model_name: the encoder that produced the vectors (checked by users against their query encoder).
         metric: always ``"ip"`` (inner product).
         extra: free-form JSON metadata (e.g. ``{"shard": [0, 2]}`` written by sharded encoding).
+        model_fingerprint: the building encoder's `tct_hf.retrieval.fingerprint.encoder_fingerprint`, or None
+            when unknown (an index built without one, or written before format 2).
+        source: the folder it was loaded from (for messages), or None.
     """
 
     faiss_index: Any
@@ -122,6 +146,8 @@ class DenseIndex:
     metric: str = "ip"
     extra: dict = field(default_factory=dict)
     on_gpu: bool = False
+    model_fingerprint: dict | None = None
+    source: str | None = None
 
     @property
     def dim(self) -> int:
@@ -153,7 +179,45 @@ class DenseIndex:
             "metric": self.metric,
             "model_name": self.model_name,
             "extra": self.extra,
+            "model": {"name": self.model_name, "dim": self.dim, **(self.model_fingerprint or {"fingerprint": None})},
         }
+
+    def check_model(self, fingerprint: dict | None, allow_mismatch: bool = False, name: str | None = None) -> None:
+        """Refuse (`ModelMismatchError`) a query encoder whose ``fingerprint`` (`encoder_fingerprint`) is not the
+        one recorded for the index; ``allow_mismatch`` logs a warning instead. When either side has no fingerprint
+        (an old index, an encoder without torch weights) the check cannot be made: a warning says so."""
+        where = self.source or "the index"
+        if self.model_fingerprint is None or fingerprint is None:
+            missing = "the index records no model fingerprint" if fingerprint is not None else "the encoder has none"
+            logger.warning(
+                "%s: cannot check that the query encoder is the model that built the index (%s); rebuild the index "
+                "with this tct_hf to record it",
+                where,
+                missing,
+            )
+            return
+        if self.model_fingerprint.get("fingerprint") == fingerprint.get("fingerprint"):
+            return
+        recorded, current = self.model_fingerprint, fingerprint
+        detail = ""
+        if recorded.get("weights_sha256") == current.get("weights_sha256"):
+            detail = " (same weights, other conventions: prefixes, lengths, pooling or vocabulary)"
+        elif recorded.get("conventions") == current.get("conventions") and recorded.get("dtype") != current.get(
+            "dtype"
+        ):
+            detail = (
+                f" (weights in {current.get('dtype')} here, {recorded.get('dtype')} when the index was built: load "
+                f"the model with --dtype {recorded.get('dtype')})"
+            )
+        message = (
+            f"{where} was built by model {self.model_name!r} (fingerprint {recorded['fingerprint'][:12]}) but the "
+            f"query encoder {name or ''!s} has fingerprint {str(current.get('fingerprint'))[:12]}{detail}: its "
+            "vectors would be compared with another model's. Fix: use the model that built the index, re-encode the "
+            "corpus with this one, or pass --allow-model-mismatch (allow_model_mismatch=True) if you mean it."
+        )
+        if not allow_mismatch:
+            raise ModelMismatchError(message)
+        logger.warning("%s (allowed)", message)
 
     def check_query_dim(self, dim: int) -> None:
         """Raise a clear error when query vectors do not match the index (another model's index)."""
@@ -177,7 +241,17 @@ class DenseIndex:
         options.shard = True
         options.useFloat16 = self.kind == "fp16"
         gpu_index = faiss.index_cpu_to_all_gpus(self.faiss_index, co=options)
-        return DenseIndex(gpu_index, self.docids, self.kind, self.model_name, self.metric, dict(self.extra), True)
+        return DenseIndex(
+            gpu_index,
+            self.docids,
+            self.kind,
+            self.model_name,
+            self.metric,
+            dict(self.extra),
+            True,
+            self.model_fingerprint,
+            self.source,
+        )
 
     def cpu_index(self):
         """The faiss index on CPU (a copy when it lives on GPU)."""
@@ -224,6 +298,7 @@ def build_index(
     hnsw_ef_search: int = 256,
     use_gpu: bool = False,
     extra: dict | None = None,
+    model_fingerprint: dict | None = None,
 ) -> DenseIndex:
     """Build an inner-product index over ``embeddings[i]`` ↔ ``docids[i]``.
 
@@ -237,6 +312,8 @@ def build_index(
         use_gpu: move the index to all GPUs (needs faiss-gpu).
         extra: JSON-serialisable metadata kept with the index. Segment ids from a segmented encoding
             (`segments.SegmentIds`) add their ``extra["segments"]``, which makes `search` aggregate per document.
+        model_fingerprint: `tct_hf.retrieval.fingerprint.encoder_fingerprint` of the encoder of ``embeddings``;
+            recorded so that `DenseIndex.check_model` can refuse another model at search time.
     """
     segments = getattr(docids, "segments", None)
     if segments is not None:
@@ -255,11 +332,15 @@ def build_index(
         raise ValueError(f"{len(docids)} docids for {embeddings.shape[0]} embeddings. Fix: pass one docid per row.")
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     if not np.isfinite(embeddings).all():
-        raise ValueError("embeddings contain NaN or infinity. Fix: check the encoder (e.g. fp16 overflow).")
+        rows = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+        raise ValueError(
+            f"embeddings contain NaN or infinity ({len(rows)} rows, first: row {rows[0]}, docid "
+            f"{str(docids[rows[0]])!r}). Fix: check the encoder (e.g. fp16 overflow, non-finite weights)."
+        )
     docids = _check_docids(docids, "build_index")
     faiss_index = _empty_faiss_index(embeddings.shape[1], kind, hnsw_m, hnsw_ef_construction, hnsw_ef_search)
     faiss_index.add(embeddings)
-    index = DenseIndex(faiss_index, docids, kind, model_name, metric, dict(extra or {}))
+    index = DenseIndex(faiss_index, docids, kind, model_name, metric, dict(extra or {}), False, model_fingerprint)
     return index.to_gpu() if use_gpu else index
 
 
@@ -278,8 +359,46 @@ def save_index(index: DenseIndex, directory: str | os.PathLike, overwrite: bool 
     with atomic_directory(directory, INDEX_OUTPUT, overwrite) as temporary:
         faiss.write_index(index.cpu_index(), str(temporary / INDEX_FILE))
         (temporary / DOCIDS_FILE).write_text("".join(f"{docid}\n" for docid in index.docids), encoding="utf-8")
-        (temporary / METADATA_FILE).write_text(json.dumps(index.metadata(), indent=2) + "\n", encoding="utf-8")
+        metadata = index.metadata()
+        metadata["checksums"] = {name: _sha256(temporary / name) for name in CHECKED_FILES}
+        (temporary / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return directory
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _verify_checksums(directory: Path, metadata: dict) -> None:
+    checksums = metadata.get("checksums")
+    if not checksums:
+        logger.warning(
+            "%s: an index without checksums (written before format 2): its files cannot be checked for corruption, "
+            "nor its model against the query encoder. Rebuild it (tct-hf encode) to record both.",
+            directory,
+        )
+        return
+    for name in CHECKED_FILES:
+        if name in checksums and _sha256(directory / name) != checksums[name]:
+            raise IndexFormatError(
+                f"{directory / name}: its content does not match the SHA-256 recorded in {METADATA_FILE} (the file "
+                "was changed or corrupted after the index was written). Fix: rebuild the index (tct-hf encode)."
+            )
+
+
+def _check_finite_vectors(directory: Path, faiss_index: Any) -> None:
+    """Refuse stored vectors that are NaN or infinite: such a passage scores NaN and is never retrieved, silently."""
+    total = faiss_index.ntotal
+    for start in range(0, total, _FINITE_CHECK_ROWS):
+        block = faiss_index.reconstruct_n(start, min(_FINITE_CHECK_ROWS, total - start))
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            raise IndexFormatError(
+                f"{directory / INDEX_FILE}: vector {row} (line {row + 1} of {DOCIDS_FILE}) holds NaN or infinity. "
+                "Fix: rebuild the index with an encoder that gives finite vectors."
+            )
 
 
 def _read_metadata(directory: Path) -> dict:
@@ -306,7 +425,9 @@ def _read_metadata(directory: Path) -> dict:
 
 
 def load_index(directory: str | os.PathLike, expected_dim: int | None = None, use_gpu: bool = False) -> DenseIndex:
-    """Load an index folder written by :func:`save_index`, checking that its three files agree.
+    """Load an index folder written by :func:`save_index`, checking that its three files agree, that they match
+    their recorded checksums and that every vector is finite (`IndexFormatError` otherwise; see the module
+    docstring for indexes written before format 2).
 
     Args:
         directory: the index folder.
@@ -318,11 +439,17 @@ def load_index(directory: str | os.PathLike, expected_dim: int | None = None, us
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such index folder. Fix: build it with save_index / tct-hf encode.")
     metadata = _read_metadata(directory)
+    _verify_checksums(directory, metadata)
     lines = (directory / DOCIDS_FILE).read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     docids = _check_docids(lines, str(directory / DOCIDS_FILE))
-    faiss_index = faiss.read_index(str(directory / INDEX_FILE))
+    try:
+        faiss_index = faiss.read_index(str(directory / INDEX_FILE))
+    except RuntimeError as error:
+        raise IndexFormatError(
+            f"{directory / INDEX_FILE}: faiss cannot read it ({str(error).splitlines()[0]}). Fix: rebuild the index."
+        ) from error
     counts = {"metadata.json": metadata["count"], "docids.txt": len(docids), "index.faiss": faiss_index.ntotal}
     if len(set(counts.values())) != 1:
         raise IndexFormatError(f"{directory}: document counts disagree {counts}. Fix: rebuild the index.")
@@ -330,6 +457,9 @@ def load_index(directory: str | os.PathLike, expected_dim: int | None = None, us
         raise IndexFormatError(
             f"{directory}: metadata dim {metadata['dim']} but index.faiss has {faiss_index.d}. Fix: rebuild the index."
         )
+    _check_finite_vectors(directory, faiss_index)
+    recorded = metadata.get("model") or {}
+    fingerprint = {key: value for key, value in recorded.items() if key not in ("name", "dim")}
     index = DenseIndex(
         faiss_index,
         docids,
@@ -337,6 +467,9 @@ def load_index(directory: str | os.PathLike, expected_dim: int | None = None, us
         metadata.get("model_name"),
         metadata.get("metric", "ip"),
         metadata.get("extra") or {},
+        False,
+        fingerprint if recorded.get("fingerprint") else None,
+        str(directory),
     )
     if expected_dim is not None:
         index.check_query_dim(expected_dim)
@@ -368,11 +501,14 @@ def merge_index_shards(
         shard_directories = [shard_directories[i] for i in order]
     first = shards[0]
     for directory, shard in zip(shard_directories, shards):
-        for attribute in ("dim", "kind", "metric", "model_name"):
+        for attribute in ("dim", "kind", "metric", "model_name", "model_fingerprint"):
             if getattr(shard, attribute) != getattr(first, attribute):
+                mine, theirs = getattr(shard, attribute), getattr(first, attribute)
+                if attribute == "model_fingerprint":
+                    mine, theirs = (mine or {}).get("fingerprint"), (theirs or {}).get("fingerprint")
                 raise ValueError(
-                    f"{directory}: {attribute} {getattr(shard, attribute)!r} differs from the first "
-                    f"shard's {getattr(first, attribute)!r}. Fix: merge shards of one encoding run."
+                    f"{directory}: {attribute} {mine!r} differs from the first shard's {theirs!r}. "
+                    "Fix: merge shards of one encoding run."
                 )
     docids = _check_docids([docid for shard in shards for docid in shard.docids], "merge_index_shards")
     if first.kind == "hnsw":
@@ -388,6 +524,8 @@ def merge_index_shards(
             merged.merge_from(shard.faiss_index)
     extra = {key: value for key, value in first.extra.items() if key != "shard"}
     extra["merged_from"] = len(shards)
-    index = DenseIndex(merged, docids, first.kind, first.model_name, first.metric, extra)
+    index = DenseIndex(
+        merged, docids, first.kind, first.model_name, first.metric, extra, False, first.model_fingerprint
+    )
     save_index(index, output_directory, overwrite=overwrite)
     return index

@@ -111,6 +111,7 @@ def mine_hard_negatives(
     teacher_margin: float = 0.0,
     teacher_margin_type: str = "absolute",
     teacher_batch_size: int = 64,
+    allow_model_mismatch: bool = False,
 ) -> Any:
     """Mine hard negatives for every judged-relevant (query, positive) pair; see the module docstring.
 
@@ -130,6 +131,8 @@ def mine_hard_negatives(
         teacher_margin: the filter's margin (>= 0), absolute or relative to the positive's teacher score.
         teacher_margin_type: ``"absolute"`` or ``"relative"``.
         teacher_batch_size: (query, passage) pairs per teacher forward pass.
+        allow_model_mismatch: mine even when ``encoder`` is not the model that built ``index`` (its fingerprint
+            differs, `DenseIndex.check_model`); by default that is a `ModelMismatchError`, raised before encoding.
 
     Returns:
         A `datasets.Dataset` with the columns of ``tct_hf.data.training_format.MINED_COLUMNS`` (and titles when
@@ -149,6 +152,10 @@ def mine_hard_negatives(
         raise ValueError("collection is required: the passages' text fills the positive/negatives columns")
     query_texts, judgments = _as_queries(queries), _as_qrels(qrels)
     index = _as_index(index)
+    if hasattr(index, "check_model"):
+        from tct_hf.retrieval.fingerprint import encoder_fingerprint
+
+        index.check_model(encoder_fingerprint(encoder), allow_mismatch=allow_model_mismatch)
     corpus, source = load_corpus(collection)
     row_of = {str(docid): row for row, docid in enumerate(corpus["id"])}
 

@@ -93,6 +93,12 @@ def test_load_detects_count_and_dimension_mismatch(tmp_path, corpus):
         load_index(tmp_path / "index", expected_dim=768)
     docids_file = tmp_path / "index" / "docids.txt"
     docids_file.write_text("".join(f"{d}\n" for d in docids[:-1]))
+    with pytest.raises(IndexFormatError, match="does not match the SHA-256"):  # the checksum sees it first
+        load_index(tmp_path / "index")
+    metadata_file = tmp_path / "index" / "metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    del metadata["checksums"]  # as an index written before format 2
+    metadata_file.write_text(json.dumps(metadata))
     with pytest.raises(IndexFormatError, match="document counts disagree"):
         load_index(tmp_path / "index")
 
