@@ -94,6 +94,14 @@ class TCTTrainingArguments(TrainingArguments):
             "unmapping it (tct_hf.host_memory): faster steps; the process keeps its peak memory."
         },
     )
+    skip_nonfinite_steps: bool = field(
+        default=False,
+        metadata={
+            "help": "Skip an optimizer step whose loss or gradient is NaN or infinite (counted in the logs as "
+            "nonfinite_steps_skipped, each one a warning) instead of stopping with an error naming the step "
+            "(tct_hf.training.nonfinite)."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the collator builds every input the loss needs."}
     )
@@ -139,4 +147,5 @@ class ColBERTTrainingArguments(TrainingArguments):
     )
     mask_duplicate_passages: bool = field(default=True, metadata={"help": "See TCTTrainingArguments."})
     keep_freed_host_memory: bool = field(default=True, metadata={"help": "See TCTTrainingArguments."})
+    skip_nonfinite_steps: bool = field(default=False, metadata={"help": "See TCTTrainingArguments."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False (see TCTTrainingArguments)."})

@@ -1,5 +1,6 @@
-"""What every tct_hf trainer shares: a loss computed by `compute_loss` itself, reported in evaluation, and
-collators whose negative draws follow the epoch."""
+"""What every tct_hf trainer shares: a loss computed by `compute_loss` itself, reported in evaluation,
+collators whose negative draws follow the epoch, and the non-finite guard (`nonfinite`: a NaN loss or gradient
+stops the run, or skips the step, and non-finite weights are never saved)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from tct_hf.host_memory import keep_freed_host_memory
+
+from .nonfinite import NonFiniteGuard, check_finite_weights
 
 
 class CollatorEpochCallback(TrainerCallback):
@@ -34,6 +37,22 @@ class LossTrainer(Trainer):
             keep_freed_host_memory()
         if hasattr(self.data_collator, "set_epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
+        self.nonfinite_guard = NonFiniteGuard(self, skip=self.args.skip_nonfinite_steps)
+        self.add_callback(self.nonfinite_guard)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.nonfinite_guard.observe_loss(loss)
+        return loss
+
+    def log(self, logs, start_time=None):
+        self.nonfinite_guard.add_to_logs(logs)
+        super().log(logs, start_time)
+
+    def _save(self, output_dir=None, state_dict=None):
+        """Every save (``save_model``, each checkpoint) first refuses non-finite weights."""
+        check_finite_weights(self.model, output_dir or self.args.output_dir, self.state.global_step)
+        super()._save(output_dir, state_dict=state_dict)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation reports the training loss on the eval batches (the models themselves return no loss)."""
