@@ -156,14 +156,24 @@ DEMO_DEFAULTS = {
 
 
 def parse_arguments(argv: list[str], dataclass_types=None, defaults: dict | None = None):
-    """One YAML/JSON config file, or command-line flags over `defaults` (the embedded demo's)."""
+    """One YAML/JSON config file, or command-line flags over `defaults` (the embedded demo's).
+
+    ``--save_steps N`` without ``--save_strategy`` means checkpoints every N steps (the demo's default strategy
+    "no" would otherwise ignore it and write none); with ``--save_strategy no`` it is refused."""
     parser = HfArgumentParser(dataclass_types or (ModelArguments, DataArguments, TCTTrainingArguments))
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(os.path.abspath(argv[0]))
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(argv[0]))
-    parser.set_defaults(**(DEMO_DEFAULTS if defaults is None else defaults))
-    return parser.parse_args_into_dataclasses(args=argv)
+    defaults = dict(DEMO_DEFAULTS if defaults is None else defaults)
+    given = {arg.split("=", 1)[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
+    if "save_steps" in given and "save_strategy" not in given:
+        defaults["save_strategy"] = "steps"
+    parser.set_defaults(**defaults)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    if "save_steps" in given and str(getattr(parsed[-1].save_strategy, "value", parsed[-1].save_strategy)) == "no":
+        raise SystemExit("--save_steps with --save_strategy no would write no checkpoint: drop one of the two")
+    return parsed
 
 
 def default_backbone() -> str:

@@ -103,3 +103,18 @@ def test_bad_arguments_fail_clearly(backbone, tmp_path):
         train_tct.main(["--student_model", str(backbone), "--output_dir", str(tmp_path), "--kd_mode", "bogus", *TINY])
     with pytest.raises(FileNotFoundError):
         train_tct.main(["--train_triples", str(tmp_path / "missing.tsv"), "--output_dir", str(tmp_path), *TINY])
+
+
+def test_save_steps_alone_saves_checkpoints_and_contradictions_are_refused():
+    _, _, args = train_tct.parse_arguments(["--save_steps", "2"])
+    assert str(args.save_strategy.value) == "steps" and args.save_steps == 2  # the demo default "no" saved nothing
+    _, _, args = train_tct.parse_arguments(["--save-steps=3"])
+    assert str(args.save_strategy.value) == "steps" and args.save_steps == 3
+    _, _, args = train_tct.parse_arguments([])
+    assert str(args.save_strategy.value) == "no"  # the demo keeps its default without --save_steps
+    with pytest.raises(SystemExit, match="would write no checkpoint"):
+        train_tct.parse_arguments(["--save_steps", "2", "--save_strategy", "no"])
+    colbert = train_colbert
+    colbert_types = (colbert.TeacherArguments, colbert.DataArguments, colbert.ColBERTTrainingArguments)
+    _, _, args = train_tct.parse_arguments(["--save_steps", "4"], colbert_types, train_colbert.COLBERT_DEMO_DEFAULTS)
+    assert str(args.save_strategy.value) == "steps"
