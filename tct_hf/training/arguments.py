@@ -87,6 +87,15 @@ class TCTTrainingArguments(TrainingArguments):
             "Use float32 for bit-level comparisons (bf16 rounding depends on how passages are batched)."
         },
     )
+    gradient_cache_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Cached gradients (GradCache): embed queries and passages in chunks of this many rows, so the "
+            "student's activation memory is that of one chunk whatever the batch; the loss stays the in-batch loss "
+            "of the whole (gathered) batch and the gradients are the same. Costs one extra student forward per "
+            "step. At most per_device_train_batch_size. None (default): off."
+        },
+    )
     keep_freed_host_memory: bool = field(
         default=True,
         metadata={
@@ -127,6 +136,19 @@ class TCTTrainingArguments(TrainingArguments):
             raise ValueError(
                 "remove_unused_columns=True would let Trainer drop the collator's inputs; tct_hf needs it False."
             )
+        chunk = self.gradient_cache_chunk_size
+        if chunk is not None:
+            if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+                raise ValueError(
+                    f"gradient_cache_chunk_size must be a positive number of rows per forward pass, got {chunk!r}; "
+                    "leave it None to train without cached gradients."
+                )
+            if chunk > self.per_device_train_batch_size:
+                raise ValueError(
+                    f"gradient_cache_chunk_size={chunk} is larger than per_device_train_batch_size="
+                    f"{self.per_device_train_batch_size}: caching would only add a forward pass. Use a chunk "
+                    "smaller than the batch (e.g. the batch that fits without caching), or None."
+                )
 
     @classmethod
     def from_paper_defaults(cls, **overrides) -> TCTTrainingArguments:

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..losses import gather_passages
+from ..losses import chunk_ranges, gather_passages
 from ..losses.columns import own_columns
 from ..modeling_colbert import maxsim_pairwise
 
@@ -183,19 +183,37 @@ def encode_passages_in_length_buckets(
 
 
 def teacher_token_embeddings(
-    teacher, inputs: dict[str, Tensor], dtype_name: str = "float32", length_buckets: int | None = None
+    teacher,
+    inputs: dict[str, Tensor],
+    dtype_name: str = "float32",
+    length_buckets: int | None = None,
+    chunk_size: int | None = None,
 ) -> TeacherTokens:
     """Query and passage token embeddings of the local batch, float32 whatever the autocast dtype (inference mode:
     use them for scoring only). `length_buckets` defaults to `default_length_buckets` (4 on the CPU, one launch on
-    accelerators)."""
+    accelerators). `chunk_size` (the trainer's `gradient_cache_chunk_size`): encode at most this many queries or
+    passages per call, so the encoder's activations do not grow with the batch (only the float32 token embeddings
+    do)."""
     device = inputs["teacher_query_input_ids"].device
+    query_ids, query_attention = inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
+    passage_ids, passage_attention = inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"]
+    query_chunks = [(0, query_ids.shape[0])] if chunk_size is None else chunk_ranges(query_ids.shape[0], chunk_size)
+    passage_chunks = (
+        [(0, passage_ids.shape[0])] if chunk_size is None else chunk_ranges(passage_ids.shape[0], chunk_size)
+    )
     with torch.inference_mode(), teacher_autocast(dtype_name, device), float32_projection(teacher):
-        q, q_mask = teacher.encode_query_tokens(
-            inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
-        )
-        d, d_mask = encode_passages_in_length_buckets(
-            teacher, inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"], length_buckets
-        )
+        queries = [
+            teacher.encode_query_tokens(query_ids[begin:end], query_attention[begin:end])
+            for begin, end in query_chunks
+        ]
+        passages = [
+            encode_passages_in_length_buckets(
+                teacher, passage_ids[begin:end], passage_attention[begin:end], length_buckets
+            )
+            for begin, end in passage_chunks
+        ]
+    q, q_mask = (torch.cat(parts) for parts in zip(*queries))
+    d, d_mask = (torch.cat(parts) for parts in zip(*passages))
     return TeacherTokens(q.float(), q_mask, d, d_mask)
 
 
@@ -211,13 +229,16 @@ def in_batch_teacher_scores(
     gather: bool,
     dtype_name: str = "float32",
     tokens: TeacherTokens | None = None,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """MaxSim of the local queries against every passage of the batch, global when `gather`: [B_local, N].
 
     Other processes' passages arrive as token embeddings padded to the longest, in the column order of the student's
     gathered matrix ([all ranks' positives, all ranks' negatives]; `tct_hf.losses.global_batch`).
     """
-    q, q_mask, d, d_mask = tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name)
+    q, q_mask, d, d_mask = (
+        tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name, chunk_size=chunk_size)
+    )
     with torch.inference_mode():
         if gather:
             b = q.shape[0]
@@ -233,12 +254,15 @@ def pairwise_teacher_scores(
     num_negatives: int,
     dtype_name: str = "float32",
     tokens: TeacherTokens | None = None,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """MaxSim of each local query with its own positive and negatives only: [B_local, 1 + n], column 0 the positive.
 
     B(1 + n) query-passage interactions instead of B x B(1 + n).
     """
-    q, q_mask, d, d_mask = tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name)
+    q, q_mask, d, d_mask = (
+        tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name, chunk_size=chunk_size)
+    )
     with torch.inference_mode():
         b = q.shape[0]
         own = own_columns(torch.arange(b, device=q.device), b, d.shape[0])  # [B, 1 + n]

@@ -16,14 +16,38 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from ..losses import InBatchKDLoss, InBatchNegativesLoss, PairwiseKDLoss, num_negatives_per_query
+from ..losses import (
+    CachedSide,
+    InBatchKDLoss,
+    InBatchNegativesLoss,
+    PairwiseKDLoss,
+    cached_loss,
+    num_negatives_per_query,
+)
 from ..losses.global_batch import resolve_gather_across_devices
 from .arguments import TCTTrainingArguments
 from .loss_trainer import LossTrainer
 from .teacher import freeze, in_batch_teacher_scores, pairwise_teacher_scores
 
 STUDENT_INPUTS = ("query_input_ids", "query_attention_mask", "passage_input_ids", "passage_attention_mask")
+
+
+def student_side(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> CachedSide:
+    """One input side of a cached-gradient step: rows ``begin:end`` embedded without a graph through the unwrapped
+    model (pass 1) or with one through `model` itself (pass 3, so DDP's gradient hooks run), each chunk cut to its
+    own longest row (the same width in both passes, so the same dropout draws)."""
+    plain = model.module if isinstance(model, DistributedDataParallel) else model
+
+    def encode(begin: int, end: int, with_grad: bool) -> torch.Tensor:
+        mask = attention_mask[begin:end]
+        used = mask.any(dim=0).nonzero()
+        width = int(used.max()) + 1 if used.numel() else mask.shape[1]
+        encoder = model if with_grad else plain
+        return encoder(input_ids=input_ids[begin:end, :width], attention_mask=mask[:, :width]).embeddings
+
+    return CachedSide(encode, count=input_ids.shape[0])
 
 
 def loss_for(args: TCTTrainingArguments) -> nn.Module:
@@ -76,18 +100,28 @@ class TCTTrainer(LossTrainer):
         missing = [key for key in STUDENT_INPUTS if key not in inputs]
         if missing:
             raise KeyError(f"batch lacks {missing}; use tct_hf.data.TCTCollator (remove_unused_columns=False)")
-        queries = model(input_ids=inputs["query_input_ids"], attention_mask=inputs["query_attention_mask"]).embeddings
-        passages = model(
-            input_ids=inputs["passage_input_ids"], attention_mask=inputs["passage_attention_mask"]
-        ).embeddings
+        outputs = {}
+        targets = ()
+        if self.args.kd_mode != "none":
+            outputs["teacher_scores"] = self.teacher_scores(inputs)
+            targets = (outputs["teacher_scores"],)
         passage_ids = inputs.get("passage_ids")
-        if self.args.kd_mode == "none":
-            loss = self.loss(queries, passages, passage_ids=passage_ids)
-            outputs = {}
+
+        def loss_of(queries, passages):
+            return self.loss(queries, passages, *targets, passage_ids=passage_ids)
+
+        chunk_size = self.args.gradient_cache_chunk_size
+        if chunk_size is None:
+            queries = model(input_ids=inputs["query_input_ids"], attention_mask=inputs["query_attention_mask"])
+            passages = model(input_ids=inputs["passage_input_ids"], attention_mask=inputs["passage_attention_mask"])
+            loss = loss_of(queries.embeddings, passages.embeddings)
         else:
-            teacher_scores = self.teacher_scores(inputs)
-            loss = self.loss(queries, passages, teacher_scores, passage_ids=passage_ids)
-            outputs = {"teacher_scores": teacher_scores}
+            sides = [
+                student_side(model, inputs["query_input_ids"], inputs["query_attention_mask"]),
+                student_side(model, inputs["passage_input_ids"], inputs["passage_attention_mask"]),
+            ]
+            no_sync = model.no_sync if isinstance(model, DistributedDataParallel) else None
+            loss = cached_loss(sides, chunk_size, loss_of, no_sync=no_sync)
         return (loss, outputs) if return_outputs else loss
 
     def teacher_scores(self, inputs) -> torch.Tensor:
@@ -99,9 +133,21 @@ class TCTTrainer(LossTrainer):
             num_negatives = num_negatives_per_query(num_local, inputs["passage_input_ids"].shape[0])
             return self.teacher_pair_scores(inputs, num_negatives)
         gather = resolve_gather_across_devices(args.gather_across_devices)
-        return in_batch_teacher_scores(self.teacher, inputs, gather=gather, dtype_name=args.teacher_dtype)
+        return in_batch_teacher_scores(
+            self.teacher,
+            inputs,
+            gather=gather,
+            dtype_name=args.teacher_dtype,
+            chunk_size=args.gradient_cache_chunk_size,
+        )
 
     def teacher_pair_scores(self, inputs, num_negatives: int) -> torch.Tensor:
         """Pairwise KD's targets: the teacher's score of each local query with its own positive and negatives,
         ``[B_local, 1 + n]`` (column 0 the positive). Override to distil another scorer, e.g. a cross-encoder."""
-        return pairwise_teacher_scores(self.teacher, inputs, num_negatives, self.args.teacher_dtype)
+        return pairwise_teacher_scores(
+            self.teacher,
+            inputs,
+            num_negatives,
+            self.args.teacher_dtype,
+            chunk_size=self.args.gradient_cache_chunk_size,
+        )

@@ -1,9 +1,10 @@
 """One SGD step of TCTTrainer on a fixed 8-example batch; run by torchrun with 2 processes or directly with 1.
 
-    python distributed_trainer_script.py STUDENT_DIR TEACHER_DIR OUT_DIR
+    python distributed_trainer_script.py STUDENT_DIR TEACHER_DIR OUT_DIR [CHUNK_SIZE [KD_MODE ...]]
     torchrun --standalone --nproc_per_node 2 distributed_trainer_script.py STUDENT_DIR TEACHER_DIR OUT_DIR
 
-Rank 0 saves the student's weights after the step and the logged loss to OUT_DIR/result.pt.
+One step per kd_mode (default in_batch), each from the saved student; CHUNK_SIZE > 0 turns on cached gradients
+(`gradient_cache_chunk_size`). Rank 0 saves {kd_mode: {"loss", "weights"}} and the world size to OUT_DIR/result.pt.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ class InOrderTrainer(TCTTrainer):
         return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
 
-def main(student_dir: str, teacher_dir: str, out_dir: str) -> None:
+def one_step(student_dir: str, teacher_dir: str, out_dir: str, chunk_size: int | None, kd_mode: str):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     student = TCTModel.from_pretrained(student_dir)
     teacher = ColBERTModel.from_pretrained(teacher_dir)
     args = TCTTrainingArguments(
-        output_dir=out_dir,
+        output_dir=f"{out_dir}/{kd_mode}",
+        kd_mode=kd_mode,
+        gradient_cache_chunk_size=chunk_size,
         per_device_train_batch_size=GLOBAL_BATCH // world,
         max_steps=1,
         optim="sgd",
@@ -68,13 +71,20 @@ def main(student_dir: str, teacher_dir: str, out_dir: str) -> None:
         model=student, teacher=teacher, args=args, train_dataset=Dataset.from_list(examples()), data_collator=collator
     )
     trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    result = {"loss": losses[0], "weights": {k: v.detach().clone() for k, v in student.state_dict().items()}}
+    return trainer, result
+
+
+def main(student_dir: str, teacher_dir: str, out_dir: str, chunk: str = "0", *kd_modes: str) -> None:
+    chunk_size = int(chunk) or None
+    results = {"world_size": int(os.environ.get("WORLD_SIZE", "1")), "modes": {}}
+    for kd_mode in kd_modes or ("in_batch",):
+        trainer, results["modes"][kd_mode] = one_step(student_dir, teacher_dir, out_dir, chunk_size, kd_mode)
     if trainer.is_world_process_zero():
-        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-        result = {"world_size": trainer.accelerator.num_processes, "loss": losses[0]}
-        result["weights"] = {k: v.detach().clone() for k, v in student.state_dict().items()}
-        torch.save(result, f"{out_dir}/result.pt")
+        torch.save(results, f"{out_dir}/result.pt")
     end_training(trainer)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])
