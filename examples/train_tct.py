@@ -44,6 +44,7 @@ from tct_hf.data.msmarco import load_collection, load_queries, qrels_to_dict
 from tct_hf.data.run_files import read_run
 from tct_hf.evaluation import DOCUMENT_METRICS
 from tct_hf.hub import push_model_dir, render_student_card, render_teacher_card
+from tct_hf.outputs import TRAINING_OUTPUT, OutputExistsError, check_output
 from tct_hf.retrieval.bm25 import bm25_search
 from tct_hf.training import (
     ColBERTTrainer,
@@ -126,6 +127,13 @@ class DataArguments:
     evaluate_teacher: bool = field(
         default=True, metadata={"help": "Also report the teacher's exhaustive MaxSim metrics."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --output_dir (files of the same names are replaced, no other file is "
+            "deleted). Without it (or --resume_from_checkpoint) a non-empty --output_dir is refused."
+        },
+    )
 
 
 def fast_bf16() -> bool:
@@ -162,9 +170,9 @@ def parse_arguments(argv: list[str], dataclass_types=None, defaults: dict | None
     "no" would otherwise ignore it and write none); with ``--save_strategy no`` it is refused."""
     parser = HfArgumentParser(dataclass_types or (ModelArguments, DataArguments, TCTTrainingArguments))
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+        return check_output_dir(parser.parse_yaml_file(os.path.abspath(argv[0])))
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
+        return check_output_dir(parser.parse_json_file(os.path.abspath(argv[0])))
     defaults = dict(DEMO_DEFAULTS if defaults is None else defaults)
     given = {arg.split("=", 1)[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
     if "save_steps" in given and "save_strategy" not in given:
@@ -173,6 +181,22 @@ def parse_arguments(argv: list[str], dataclass_types=None, defaults: dict | None
     parsed = parser.parse_args_into_dataclasses(args=argv)
     if "save_steps" in given and str(getattr(parsed[-1].save_strategy, "value", parsed[-1].save_strategy)) == "no":
         raise SystemExit("--save_steps with --save_strategy no would write no checkpoint: drop one of the two")
+    return check_output_dir(parsed)
+
+
+def check_output_dir(parsed):
+    """Refuse a non-empty ``--output_dir`` (a previous run's model would be overwritten file by file) unless
+    ``--overwrite_output_dir`` or ``--resume_from_checkpoint`` says that is meant (`tct_hf.outputs`)."""
+    data, training = parsed[1], parsed[-1]
+    meant = bool(getattr(data, "overwrite_output_dir", False) or training.resume_from_checkpoint)
+    try:
+        check_output(training.output_dir, TRAINING_OUTPUT, overwrite=meant)
+    except OutputExistsError as error:
+        raise SystemExit(
+            f"--output_dir {training.output_dir} already exists and is not empty (or is a file). Fix: choose another "
+            "--output_dir, pass --overwrite_output_dir to write into it, or --resume_from_checkpoint to continue a "
+            f"run. ({error})"
+        ) from None
     return parsed
 
 

@@ -39,6 +39,7 @@ from typing import IO
 __all__ = [
     "OutputExistsError",
     "OutputKind",
+    "TRAINING_OUTPUT",
     "atomic_directory",
     "atomic_file",
     "check_output",
@@ -65,6 +66,11 @@ class OutputKind:
     name: str
     is_directory: bool
     recognise: Callable[[Path], str | None]
+
+
+# The folder a training run (the example scripts) writes checkpoints and its model into. Training replaces files of
+# the same names and deletes nothing, so once the user says so (--overwrite_output_dir) any content may stay there.
+TRAINING_OUTPUT = OutputKind("training output folder", is_directory=True, recognise=lambda path: None)
 
 
 def _is_empty(path: Path) -> bool:
