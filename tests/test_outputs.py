@@ -197,3 +197,21 @@ def test_merge_index_keeps_the_users_files(work, tmp_path):
     (output / "notes.txt").unlink()
     assert cli("merge-index", "--index", output)[0] == 0
     assert load_index(output).count == 6 and INDEX_OUTPUT.recognise(output) is None
+
+
+@pytest.mark.parametrize("command", ["search", "bm25", "mine-negatives"])
+def test_every_command_refuses_an_empty_queries_file_and_reads_through_a_bom(work, tmp_path, command):
+    queries = work / "queries.tsv"
+    (tmp_path / "empty.tsv").write_text("")
+    arguments = [str(a) for a in commands(work, tmp_path / "out")[command]]
+    arguments[arguments.index(str(queries))] = str(tmp_path / "empty.tsv")
+    status, _, err = cli(*arguments)
+    assert status == 2 and "no query in the file" in err, err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "bom.tsv").write_bytes(b"\xef\xbb\xbf" + queries.read_bytes())
+    arguments[arguments.index(str(tmp_path / "empty.tsv"))] = str(tmp_path / "bom.tsv")
+    assert cli(*arguments)[0] == 0
+    if command == "mine-negatives":
+        assert sorted(set(datasets.load_from_disk(str(tmp_path / "out"))["query_id"])) == ["q1", "q2"]
+    else:
+        assert set(read_run(tmp_path / "out")) == {"q1", "q2"}  # not "\ufeffq1"
