@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from tct_hf.outputs import OutputKind, atomic_file
 
 STAGE_FILE = "stage.json"
 STARTED_FILE = "started.json"
@@ -90,13 +90,13 @@ def finish(stage_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+# Only the pipeline writes its stage folders' records: any file there may be replaced (resume rewrites them).
+RECORD_FILE = OutputKind("pipeline record", is_directory=False, recognise=lambda path: None)
+
+
 def write_json_atomically(path: Path, payload: Any) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(payload, file, indent=2, default=str)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``payload`` as JSON through `tct_hf.outputs.atomic_file` (written aside, ``fsync``-ed, renamed, folder
+    ``fsync``-ed): a machine crash never leaves an empty `stage.json` behind a completed rename."""
+    with atomic_file(path, RECORD_FILE, overwrite=True) as file:
+        json.dump(payload, file, indent=2, default=str)
+        file.write("\n")
