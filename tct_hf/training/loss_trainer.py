@@ -33,6 +33,13 @@ class LossTrainer(Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.fsdp and not self.is_fsdp_enabled:
+            # accelerate gives CPU processes (and a single process) DDP or nothing whatever `fsdp` says.
+            raise ValueError(
+                f"fsdp={self.args.fsdp!r} is set but accelerate runs this {self.accelerator.distributed_type} job "
+                "without FSDP (its FSDP mode needs several accelerator processes). Drop fsdp here, or launch on GPUs "
+                "with examples/accelerate/fsdp.yaml."
+            )
         if self.args.keep_freed_host_memory and self.args.device.type == "cpu":
             keep_freed_host_memory()
         if hasattr(self.data_collator, "set_epoch"):
