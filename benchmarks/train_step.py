@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import resource
 import subprocess
@@ -64,6 +65,7 @@ from tct_hf.data import TCTCollator, load_collection, load_queries, sample_paths
 from tct_hf.losses import kl_divergence_per_row
 from tct_hf.training import TCTTrainer, TCTTrainingArguments
 from tct_hf.training.teacher import (
+    PASSAGE_LAYOUTS,
     default_length_buckets,
     in_batch_teacher_scores,
     length_groups,
@@ -102,6 +104,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--fidelity-only", action="store_true", help="Only the bf16 vs fp32 teacher KL (no timing).")
     parser.add_argument("--skip-cross-encoder", action="store_true", help="Leave the cross-encoder variants out.")
+    parser.add_argument(
+        "--teacher-passages",
+        nargs="+",
+        choices=PASSAGE_LAYOUTS,
+        default=["unpadded"],
+        help="Teacher passage layouts: the first for every variant, the others as extra in-batch KD variants "
+        "(in_batch_colbert_<dtype>_<layout>).",
+    )
     parser.add_argument(
         "--no-keep-freed-host-memory",
         action="store_true",
@@ -254,12 +264,17 @@ class StepBench:
         }
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=7e-6, weight_decay=0.01, eps=1e-6)
         self.trainers = {}
+        layouts = args.teacher_passages
         for variant in ("none", "pairwise", "in_batch", "pairwise_cross_encoder"):
-            for dtype_name in TEACHER_DTYPES if variant != "none" else ("float32",):
+            for dtype_name, layout in itertools.product(
+                TEACHER_DTYPES if variant != "none" else ("float32",),
+                layouts if variant == "in_batch" else layouts[:1],
+            ):
                 training_args = TCTTrainingArguments(
                     output_dir=output_dir,
                     kd_mode="pairwise" if variant == "pairwise_cross_encoder" else variant,
                     teacher_dtype=dtype_name,
+                    teacher_passages=layout,
                     temperature=TEMPERATURE,
                     num_negatives=args.num_negatives,
                     per_device_train_batch_size=batch_size,
@@ -272,10 +287,10 @@ class StepBench:
                     trainer = CrossEncoderTrainer(teacher=self.cross_encoder, pairs=self.pairs, **common)
                 else:
                     trainer = TCTTrainer(teacher=None if variant == "none" else self.teacher, **common)
-                self.trainers[(variant, dtype_name)] = trainer
+                self.trainers[(variant, dtype_name, layout)] = trainer
 
-    def trainer_step(self, kd_mode: str, dtype_name: str):
-        trainer = self.trainers[(kd_mode, dtype_name)]
+    def trainer_step(self, kd_mode: str, dtype_name: str, layout: str | None = None):
+        trainer = self.trainers[(kd_mode, dtype_name, layout or self.args.teacher_passages[0])]
 
         def step():
             self.optimizer.zero_grad(set_to_none=True)
@@ -292,14 +307,17 @@ class StepBench:
             suffix = "fp32" if dtype_name == "float32" else "bf16"
             steps[f"pairwise_colbert_{suffix}"] = self.trainer_step("pairwise", dtype_name)
             steps[f"in_batch_colbert_{suffix}"] = self.trainer_step("in_batch", dtype_name)
+            for layout in self.args.teacher_passages[1:]:
+                steps[f"in_batch_colbert_{suffix}_{layout}"] = self.trainer_step("in_batch", dtype_name, layout)
             if not self.args.skip_cross_encoder:
                 steps[f"pairwise_cross_encoder_{suffix}"] = self.trainer_step("pairwise_cross_encoder", dtype_name)
         return steps if names is None else {name: steps[name] for name in names}
 
     def fidelity(self) -> dict[str, float]:
         """bf16 vs fp32 teachers on this batch: mean row KL of softmax(s/0.25), and max |score difference|."""
-        exact = teacher_token_embeddings(self.teacher, self.batch, "float32")
-        cheap = teacher_token_embeddings(self.teacher, self.batch, "bfloat16")
+        layout = self.args.teacher_passages[0]
+        exact = teacher_token_embeddings(self.teacher, self.batch, "float32", passage_layout=layout)
+        cheap = teacher_token_embeddings(self.teacher, self.batch, "bfloat16", passage_layout=layout)
         n = self.args.num_negatives
         matrix32 = in_batch_teacher_scores(self.teacher, self.batch, gather=False, tokens=exact)
         matrix16 = in_batch_teacher_scores(self.teacher, self.batch, gather=False, tokens=cheap)
@@ -452,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         "auto_teacher_dtype_here": str(resolve_teacher_dtype("auto", device)).replace("torch.", ""),
         "lengths": {"query": args.query_max_length, "passage": args.passage_max_length, "prefix": 4},
         "num_negatives": args.num_negatives,
+        "teacher_passages": args.teacher_passages,
         "clock": args.clock,
         "keep_freed_host_memory": device.type == "cpu" and not args.no_keep_freed_host_memory,
     }
@@ -494,6 +513,7 @@ def main(argv: list[str] | None = None) -> None:
         for batch_size in args.scaling_batch_sizes:
             bench = StepBench(args, device, models, batch_size, output_dir)
             names = ["none", "in_batch_colbert_fp32", "in_batch_colbert_bf16"]
+            names += [f"{name}_{layout}" for layout in args.teacher_passages[1:] for name in names[1:3]]
             times = interleaved_timings(
                 bench.variants(names), repeats=args.repeats, warmup=args.warmup, device=device, clock=args.clock
             )

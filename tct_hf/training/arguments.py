@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .teacher import PASSAGE_LAYOUTS
+
 KD_MODES = ("in_batch", "pairwise", "none")
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
+TEACHER_PASSAGES = PASSAGE_LAYOUTS
 
 # The published recipe (castorini/tct_colbert `train/model_fn.py`; Lin, Yang & Lin 2021, section 4.1).
 PAPER_DEFAULTS: dict[str, object] = {
@@ -96,6 +99,14 @@ class TCTTrainingArguments(TrainingArguments):
             "step. At most per_device_train_batch_size. None (default): off."
         },
     )
+    teacher_passages: str = field(
+        default="unpadded",
+        metadata={
+            "help": "How the frozen teacher encodes passages: unpadded (real tokens only, the default), buckets "
+            "(length buckets each padded to its longest) or padded (one call on the padded batch); the same scores "
+            "up to float rounding (tct_hf/training/teacher.py)."
+        },
+    )
     keep_freed_host_memory: bool = field(
         default=True,
         metadata={
@@ -121,6 +132,8 @@ class TCTTrainingArguments(TrainingArguments):
             raise ValueError(f"kd_mode must be one of {KD_MODES}, got {self.kd_mode!r}")
         if self.teacher_dtype not in TEACHER_DTYPES:
             raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}")
+        if self.teacher_passages not in TEACHER_PASSAGES:
+            raise ValueError(f"teacher_passages must be one of {TEACHER_PASSAGES}, got {self.teacher_passages!r}")
         if self.temperature <= 0 or self.student_temperature <= 0:
             raise ValueError("temperature and student_temperature must be > 0")
         if self.kd_mode == "none" and self.ce_weight != 0:

@@ -5,13 +5,12 @@ What keeps the teacher cheap (measured by ``benchmarks/train_step.py``):
 
 - ``torch.inference_mode`` (no autograd graph, no saved activations); only the small score matrix is copied out
   as a normal tensor, so the loss can use it as a target;
-- passages encoded in length buckets on the CPU: sorted by token count and cut into ``CPU_LENGTH_BUCKETS`` (4)
-  groups, each padded only to its own longest passage (a batch is otherwise padded to its longest passage, ~2x the
-  mean length of MS MARCO passages). Attention masks padding, so the vectors are the same up to float rounding.
-  Groups of ~8 passages were 18% faster still at batch 96 (1.28 s against 1.57 s for the bf16 teacher's passages,
-  one thread) but raised the bf16 teacher's fidelity cost (mean row KL to fp32, see below) from 8.6e-4 to 1.3e-3 at
-  batch 64, over the 1e-3 bound, so 4 it is. Accelerators take one launch for all (several small launches cost more
-  there);
+- passages encoded on their real tokens only (``teacher_passages="unpadded"``, the default): BERT and the projection
+  run on the attended tokens packed into one row (`tct_hf.bert_unpadded`), so a batch padded to its longest passage
+  (~2x the mean length of MS MARCO passages) costs its real tokens; attention runs per group of length-sorted
+  passages, ``CPU_ATTENTION_GROUPS`` (8) groups on the CPU and one launch on accelerators. ``"buckets"`` (length
+  buckets each padded to its own longest passage, ``CPU_LENGTH_BUCKETS`` on the CPU) and ``"padded"`` (one call on
+  the padded batch) stay for measurement. All three give the same vectors up to float rounding;
 - ``teacher_dtype``: bf16/fp16 autocast for the BERT encoder, or exactly float32 (autocast explicitly off, so an
   outer mixed-precision context of the student cannot lower it); ``"auto"`` = bf16 where the hardware runs it
   natively (CUDA with bf16, or a CPU with ``avx512_bf16`` / AMX), else float32. Under autocast the small 128-d
@@ -40,7 +39,17 @@ from ..losses.columns import own_columns
 from ..modeling_colbert import maxsim_pairwise
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PASSAGE_LAYOUTS = ("unpadded", "buckets", "padded")
 CPU_LENGTH_BUCKETS = 4
+CPU_ATTENTION_GROUPS = 8
+
+
+def default_attention_groups(count: int, device: torch.device) -> int:
+    """Attention groups of the unpadded teacher for ``count`` passages: `CPU_ATTENTION_GROUPS` on the CPU (fewer
+    for small batches, at least 2 passages a group), one launch on accelerators."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(CPU_ATTENTION_GROUPS, count // 2))
 
 
 def default_length_buckets(count: int, device: torch.device) -> int:
@@ -182,18 +191,35 @@ def encode_passages_in_length_buckets(
     return passages, mask
 
 
+def encode_teacher_passages(
+    teacher, input_ids: Tensor, attention_mask: Tensor, layout: str = "unpadded", length_buckets: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """``teacher.encode_passage_tokens`` in one of `PASSAGE_LAYOUTS` (see the module docstring): ``([N, Ld, dim]
+    float32, [N, Ld] bool)``, the same vectors whatever the layout up to float rounding."""
+    if layout == "unpadded":
+        groups = default_attention_groups(input_ids.shape[0], input_ids.device)
+        embeddings, mask = teacher.encode_passage_tokens(input_ids, attention_mask, unpadded=groups)
+        return embeddings.float(), mask
+    if layout == "buckets":
+        return encode_passages_in_length_buckets(teacher, input_ids, attention_mask, length_buckets)
+    if layout == "padded":
+        return encode_passages_in_length_buckets(teacher, input_ids, attention_mask, buckets=1)
+    raise ValueError(f"teacher passage layout must be one of {PASSAGE_LAYOUTS}, got {layout!r}")
+
+
 def teacher_token_embeddings(
     teacher,
     inputs: dict[str, Tensor],
     dtype_name: str = "float32",
     length_buckets: int | None = None,
     chunk_size: int | None = None,
+    passage_layout: str = "unpadded",
 ) -> TeacherTokens:
     """Query and passage token embeddings of the local batch, float32 whatever the autocast dtype (inference mode:
-    use them for scoring only). `length_buckets` defaults to `default_length_buckets` (4 on the CPU, one launch on
-    accelerators). `chunk_size` (the trainer's `gradient_cache_chunk_size`): encode at most this many queries or
-    passages per call, so the encoder's activations do not grow with the batch (only the float32 token embeddings
-    do)."""
+    use them for scoring only). Passages in ``passage_layout`` (`encode_teacher_passages`; `length_buckets` is the
+    "buckets" layout's count, default `default_length_buckets`). `chunk_size` (the trainer's
+    `gradient_cache_chunk_size`): encode at most this many queries or passages per call, so the encoder's
+    activations do not grow with the batch (only the float32 token embeddings do)."""
     device = inputs["teacher_query_input_ids"].device
     query_ids, query_attention = inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
     passage_ids, passage_attention = inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"]
@@ -207,8 +233,8 @@ def teacher_token_embeddings(
             for begin, end in query_chunks
         ]
         passages = [
-            encode_passages_in_length_buckets(
-                teacher, passage_ids[begin:end], passage_attention[begin:end], length_buckets
+            encode_teacher_passages(
+                teacher, passage_ids[begin:end], passage_attention[begin:end], passage_layout, length_buckets
             )
             for begin, end in passage_chunks
         ]
@@ -230,6 +256,7 @@ def in_batch_teacher_scores(
     dtype_name: str = "float32",
     tokens: TeacherTokens | None = None,
     chunk_size: int | None = None,
+    passage_layout: str = "unpadded",
 ) -> Tensor:
     """MaxSim of the local queries against every passage of the batch, global when `gather`: [B_local, N].
 
@@ -237,7 +264,11 @@ def in_batch_teacher_scores(
     gathered matrix ([all ranks' positives, all ranks' negatives]; `tct_hf.losses.global_batch`).
     """
     q, q_mask, d, d_mask = (
-        tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name, chunk_size=chunk_size)
+        tokens
+        if tokens is not None
+        else teacher_token_embeddings(
+            teacher, inputs, dtype_name, chunk_size=chunk_size, passage_layout=passage_layout
+        )
     )
     with torch.inference_mode():
         if gather:
@@ -255,13 +286,18 @@ def pairwise_teacher_scores(
     dtype_name: str = "float32",
     tokens: TeacherTokens | None = None,
     chunk_size: int | None = None,
+    passage_layout: str = "unpadded",
 ) -> Tensor:
     """MaxSim of each local query with its own positive and negatives only: [B_local, 1 + n], column 0 the positive.
 
     B(1 + n) query-passage interactions instead of B x B(1 + n).
     """
     q, q_mask, d, d_mask = (
-        tokens if tokens is not None else teacher_token_embeddings(teacher, inputs, dtype_name, chunk_size=chunk_size)
+        tokens
+        if tokens is not None
+        else teacher_token_embeddings(
+            teacher, inputs, dtype_name, chunk_size=chunk_size, passage_layout=passage_layout
+        )
     )
     with torch.inference_mode():
         b = q.shape[0]

@@ -139,6 +139,7 @@ class TCTTrainer(LossTrainer):
             gather=gather,
             dtype_name=args.teacher_dtype,
             chunk_size=args.gradient_cache_chunk_size,
+            passage_layout=args.teacher_passages,
         )
 
     def teacher_pair_scores(self, inputs, num_negatives: int) -> torch.Tensor:
@@ -150,4 +151,5 @@ class TCTTrainer(LossTrainer):
             num_negatives,
             self.args.teacher_dtype,
             chunk_size=self.args.gradient_cache_chunk_size,
+            passage_layout=self.args.teacher_passages,
         )

@@ -118,3 +118,33 @@ def test_cpu_has_native_bf16_reads_the_cpu_flags():
         flag_lines = []
     flags = set(flag_lines[0].split(":", 1)[1].split()) if flag_lines else set()
     assert cpu_has_native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@pytest.mark.parametrize("layout", teacher_module.PASSAGE_LAYOUTS)
+def test_every_passage_layout_equals_one_padded_call_in_float32(teacher_and_batch, layout):
+    teacher, batch = teacher_and_batch
+    ids, mask = batch["teacher_passage_input_ids"], batch["teacher_passage_attention_mask"]
+    assert mask.sum() < mask.numel() * 0.8  # much padding to remove
+    with torch.no_grad():
+        reference, reference_mask = teacher.encode_passage_tokens(ids, mask)
+    tokens = teacher_token_embeddings(teacher, batch, "float32", passage_layout=layout)
+    assert torch.equal(tokens.passage_mask, reference_mask)
+    scored = reference_mask[..., None]
+    torch.testing.assert_close(tokens.passages * scored, reference * scored, atol=1e-5, rtol=0)
+    gathered = in_batch_teacher_scores(teacher, batch, gather=False, passage_layout=layout)
+    exact = in_batch_teacher_scores(teacher, batch, gather=False, passage_layout="padded")
+    torch.testing.assert_close(gathered, exact, atol=1e-5, rtol=0)
+
+
+def test_attention_groups_and_layout_errors(teacher_and_batch):
+    cpu = torch.device("cpu")
+    groups = teacher_module.default_attention_groups
+    assert [groups(n, cpu) for n in (1, 3, 8, 64, 192)] == [1, 1, 4, 8, 8]
+    assert groups(192, torch.device("cuda")) == 1
+    teacher, batch = teacher_and_batch
+    with pytest.raises(ValueError, match="layout must be one of"):
+        teacher_token_embeddings(teacher, batch, "float32", passage_layout="packed")
+    from tct_hf.training import TCTTrainingArguments
+
+    with pytest.raises(ValueError, match="teacher_passages"):
+        TCTTrainingArguments(output_dir="unused", teacher_passages="packed", use_cpu=True)
