@@ -123,3 +123,28 @@ def test_bad_segment_options_are_one_line_errors(work, options, message):
     assert status == 2, err
     assert message in err and err.count("\n") == 1
     assert not (work / "bad").exists()
+
+
+def test_mining_on_a_segmented_index_of_documents(work):
+    """The HN+ pipeline's miner on documents: a MaxP index gives distinct documents, texts and titles come from the
+    msmarco-docs.tsv file, and judged-relevant documents never become negatives."""
+    from tct_hf.data import load_mined_negatives
+
+    if not (work / "maxp").exists():
+        assert cli("encode", "--model", work / "bert", "--corpus", work / "msmarco-docs.tsv", "--output",
+                   work / "maxp", "--segment-window", 16, "--segment-stride", 6, "--no-progress")[0] == 0  # fmt: skip
+    (work / "qrels.txt").write_text("q1 0 D1 1\nq2 0 D2 1\nq2 0 D4 1\n", encoding="utf-8")
+    status, _, err = cli(
+        "mine-negatives", "--model", work / "bert", "--index", work / "maxp", "--queries", work / "queries.tsv",
+        "--qrels", work / "qrels.txt", "--corpus", work / "msmarco-docs.tsv", "--output", work / "mined",
+        "--depth", 5, "--num-negatives", 3, "--without-replacement",
+    )  # fmt: skip
+    assert status == 0, err
+    mined = load_mined_negatives(work / "mined")
+    fields = {line.split("\t")[0]: line.split("\t") for line in (work / "msmarco-docs.tsv").read_text().splitlines()}
+    assert len(mined) == 3
+    for row in mined:
+        assert len(set(row["negative_ids"])) == 3  # distinct documents, never two segments of one
+        assert not {"q1": {"D1"}, "q2": {"D2", "D4"}}[row["query_id"]] & set(row["negative_ids"])
+        _, _, title, body = fields[row["positive_id"]]
+        assert row["positive"] == (body or title) and row["positive_title"] == (title if body else "")
