@@ -3,13 +3,20 @@
 Three ways to embed the same passages with the same weights, batch size, device and precision (issue 4: ours must
 be at least as fast as sentence-transformers and faster than Pyserini-style unsorted batching):
 
-- ``tct_hf``: ``TCTModel.encode_passages`` (length-sorted batches, inference mode);
+- ``tct_hf``: ``TCTModel.encode_passages`` (length-sorted batches tokenized ahead by a worker thread, real tokens
+  only, inference mode);
+- ``previous``: the loop before issue 15, in this file: the same length-sorted batches tokenized inline and run
+  padded (the baseline of "vs the previous commit", measured in the same run);
 - ``sentence_transformers``: ``SentenceTransformer(student_dir).encode_document`` on the saved student (a
   ``model_type: bert`` checkpoint with stock ST modules: no remote code);
 - ``unsorted``: Pyserini's loop — each batch tokenized in input order, padded to its longest, then the same
   ``TCTModel.embed`` (forward + masked mean pooling).
 
-Reduced precision (``--dtype bfloat16`` / ``float16``) runs every variant under the same ``torch.autocast``.
+Reduced precision: ``--dtype bfloat16`` / ``float16`` runs every variant under the same ``torch.autocast``;
+``--weights-dtype bfloat16`` / ``float16`` loads every variant's weights in that dtype instead (no autocast).
+``--replicate N`` repeats the sample's passages up to N (real lengths, e.g. 50,000 for a GPU run); the JSON then
+projects the time for MS MARCO's 8,841,823 passages. ``--precision`` skips timing and compares fp32 vectors with
+bf16 autocast and bf16 weights on the sample (max difference, nDCG@10 / R@1000 of the 43 DL19 queries).
 Timing: a short warm-up of each variant, then ``--repeats`` interleaved full passes (A B C, C B A, ...), medians.
 The vectors are compared (max abs difference to ``tct_hf``) so that the speed comparison is fair.
 
@@ -21,6 +28,7 @@ Usage:
     python benchmarks/encode.py                           # MiniLM, all 4,103 passages, fp32
     python benchmarks/encode.py --quick                   # 256 passages, batch 32
     python benchmarks/encode.py --device cuda --random-bert-base --dtype bfloat16 --batch-size 256
+    python benchmarks/encode.py --precision                # fp32 vs bf16 vectors and metrics (MiniLM)
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from tct_hf import TCTModel
 from tct_hf.data import load_collection, sample_paths
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MSMARCO_PASSAGES = 8_841_823
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +65,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="Batch size of every variant.")
     parser.add_argument("--max-length", type=int, default=None, help="Total passage tokens (default: config, 512).")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="Autocast dtype of every variant.")
+    parser.add_argument(
+        "--weights-dtype", choices=sorted(DTYPES), default="float32", help="Weight dtype of every variant's model."
+    )
+    parser.add_argument("--replicate", type=int, default=None, help="Repeat the passages up to this many.")
+    parser.add_argument("--skip-unsorted", action="store_true", help="Leave the unsorted variant out.")
+    parser.add_argument("--precision", action="store_true", help="fp32 vs bf16 vectors and metrics, no timing.")
     parser.add_argument("--model", default=None, help="Model directory (default: all-MiniLM-L6-v2).")
     parser.add_argument(
         "--tokenizer", default=None, help="Tokenizer dir for --random-bert-base (default: all-MiniLM-L6-v2's)."
@@ -113,22 +128,110 @@ def unsorted_encode(model: TCTModel, texts: list[str], batch_size: int, length: 
     return np.concatenate(outputs)
 
 
+def previous_encode(model: TCTModel, texts: list[str], batch_size: int, length: int, autocast) -> np.ndarray:
+    """The loop before issue 15: length-sorted batches tokenized inline, padded forward, results copied every 16
+    batches."""
+    formatted = model.config.format_passages(texts, None)
+    order = sorted(range(len(formatted)), key=lambda i: len(formatted[i]), reverse=True)
+    output = np.empty((len(formatted), model.config.hidden_size), dtype=np.float32)
+    pending = []
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(formatted), batch_size):
+            indices = order[start : start + batch_size]
+            batch = model._tokenize([formatted[i] for i in indices], length).to(model.device)
+            hidden = model._last_hidden_state(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            pending.append((indices, model._mean_pool(hidden, batch["attention_mask"], output_dtype=torch.float32)))
+            if len(pending) == 16 or start + batch_size >= len(formatted):
+                for done_indices, done in pending:
+                    output[done_indices] = done.cpu().numpy()
+                pending.clear()
+    return output
+
+
+def precision_check(args: argparse.Namespace, device: torch.device) -> None:
+    """fp32 vectors against bf16 autocast and bf16 weights on the sample: max difference, metrics of each."""
+    from tct_hf.data import load_queries
+    from tct_hf.data.msmarco import qrels_to_dict
+    from tct_hf.evaluation import evaluate_run
+
+    paths = sample_paths()
+    collection = load_collection(paths["collection"])
+    docids, texts = [str(d) for d in collection["id"]], list(collection["text"])
+    queries = {}
+    qrels = {}
+    for split in ("train", "dev"):
+        table = load_queries(paths[f"queries_{split}"])
+        queries.update(zip((str(q) for q in table["id"]), table["text"]))
+        qrels.update(qrels_to_dict(paths[f"qrels_{split}"]))
+    qids = sorted(queries)
+    with tempfile.TemporaryDirectory() as temporary:
+        description = build_student_directory(args, Path(temporary))
+        settings = {
+            "float32": (torch.float32, None),
+            "bfloat16_autocast": (torch.float32, torch.bfloat16),
+            "bfloat16_weights": (torch.bfloat16, None),
+        }
+        vectors, metrics = {}, {}
+        for name, (weights, autocast_dtype) in settings.items():
+            model = TCTModel.from_pretrained(temporary, dtype=weights).to(device).eval()
+            p = model.encode_passages(texts, batch_size=args.batch_size, dtype=autocast_dtype)
+            q = model.encode_queries([queries[qid] for qid in qids], batch_size=args.batch_size, dtype=autocast_dtype)
+            scores = q @ p.T
+            top = np.argsort(-scores, axis=1)[:, :1000]
+            run = {qid: {docids[j]: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
+            vectors[name] = (q, p)
+            metrics[name] = evaluate_run(run, qrels, metrics=("nDCG@10", "R@1000")).metrics
+            log(f"{name}: {metrics[name]}")
+    q32, p32 = vectors["float32"]
+    differences = {
+        name: {
+            "passages_max_abs_diff": float(np.abs(p - p32).max()),
+            "queries_max_abs_diff": float(np.abs(q - q32).max()),
+            "passages_max_rel_diff": float((np.linalg.norm(p - p32, axis=1) / np.linalg.norm(p32, axis=1)).max()),
+        }
+        for name, (q, p) in vectors.items()
+        if name != "float32"
+    }
+    emit_json(
+        {
+            "benchmark": "encode_precision",
+            "machine": device_description(device),
+            "model": description,
+            "passages": len(texts),
+            "queries": len(qids),
+            "vectors_max_abs_value": float(np.abs(p32).max()),
+            "differences_to_float32": differences,
+            "metrics": metrics,
+            "within_1e-3": {name: d["passages_max_abs_diff"] <= 1e-3 for name, d in differences.items()},
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     device = setup_torch(args)
     dtype = DTYPES[args.dtype]
     if device.type == "cpu" and dtype == torch.float16:
         raise SystemExit("--dtype float16 needs a GPU; use bfloat16 or float32 on CPU.")
+    if args.precision:
+        precision_check(args, device)
+        return
     collection = load_collection(sample_paths()["collection"])
     texts = list(collection["text"])[: args.passages] if args.passages else list(collection["text"])
-    log(f"{len(texts)} passages, batch {args.batch_size}, {args.dtype} on {device}")
+    if args.replicate:
+        texts = [texts[i % len(texts)] for i in range(args.replicate)]
+    weights_dtype = DTYPES[args.weights_dtype]
+    log(
+        f"{len(texts)} passages, batch {args.batch_size}, autocast {args.dtype}, "
+        f"weights {args.weights_dtype} on {device}"
+    )
 
     from sentence_transformers import SentenceTransformer
 
     with tempfile.TemporaryDirectory() as temporary:
         description = build_student_directory(args, Path(temporary))
-        ours = TCTModel.from_pretrained(temporary).to(device).eval()
-        st_model = SentenceTransformer(temporary, device=str(device))
+        ours = TCTModel.from_pretrained(temporary, dtype=weights_dtype).to(device).eval()
+        st_model = SentenceTransformer(temporary, device=str(device), model_kwargs={"dtype": weights_dtype})
     st_model.eval()
     length = args.max_length or ours.config.passage_max_length
     if args.max_length is not None:
@@ -156,7 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     def run_unsorted(subset=texts):
         outputs["unsorted"] = unsorted_encode(ours, subset, args.batch_size, length, autocast())
 
-    variants = {"tct_hf": run_ours, "sentence_transformers": run_st, "unsorted": run_unsorted}
+    def run_previous(subset=texts):
+        outputs["previous"] = previous_encode(ours, subset, args.batch_size, length, autocast())
+
+    variants = {"tct_hf": run_ours, "previous": run_previous, "sentence_transformers": run_st}
+    if not args.skip_unsorted:
+        variants["unsorted"] = run_unsorted
     warm_texts = texts[: 4 * args.batch_size]
     for _ in range(args.warmup):
         for function in variants.values():
@@ -166,12 +274,26 @@ def main(argv: list[str] | None = None) -> None:
     timing = {name: summarize(values) for name, values in times.items()}
     per_s = {name: len(texts) / value["median_s"] for name, value in timing.items()}
     reference = outputs["tct_hf"]
+    mean_tokens = float(
+        ours.tokenize_passages(texts[: min(len(texts), 4103)], max_length=length)["attention_mask"]
+        .sum(1)
+        .float()
+        .mean()
+    )
+    peak = {}
+    if device.type == "cuda":
+        for name, function in variants.items():
+            torch.cuda.reset_peak_memory_stats(device)
+            function(texts[: 8 * args.batch_size])
+            peak[name] = torch.cuda.max_memory_allocated(device)
     max_abs_diff = {name: float(np.abs(vectors - reference).max()) for name, vectors in outputs.items()}
     scale = float(np.abs(reference).max())
     ratios = {
         "tct_hf_over_sentence_transformers": per_s["tct_hf"] / per_s["sentence_transformers"],
-        "tct_hf_over_unsorted": per_s["tct_hf"] / per_s["unsorted"],
+        "tct_hf_over_previous": per_s["tct_hf"] / per_s["previous"],
     }
+    if "unsorted" in per_s:
+        ratios["tct_hf_over_unsorted"] = per_s["tct_hf"] / per_s["unsorted"]
     log(f"passages/s {', '.join(f'{k} {v:.0f}' for k, v in per_s.items())}")
     command = "python benchmarks/encode.py " + " ".join(
         part
@@ -180,7 +302,9 @@ def main(argv: list[str] | None = None) -> None:
             f"--device {args.device}",
             "--random-bert-base" if args.random_bert_base else "",
             f"--dtype {args.dtype}",
+            f"--weights-dtype {args.weights_dtype}",
             f"--batch-size {args.batch_size}",
+            f"--replicate {args.replicate}" if args.replicate else "",
         )
         if part
     )
@@ -194,11 +318,19 @@ def main(argv: list[str] | None = None) -> None:
             "batch_size": args.batch_size,
             "max_length": length,
             "dtype": args.dtype,
+            "weights_dtype": args.weights_dtype,
+            "mean_tokens": mean_tokens,
             "passages_per_s": per_s,
             "ratios": ratios,
+            "projected_minutes_for_8_8M_passages": {
+                name: MSMARCO_PASSAGES / value / 60 for name, value in per_s.items()
+            },
+            "peak_memory_bytes": peak,
             "targets": {
                 "tct_hf >= sentence_transformers": ratios["tct_hf_over_sentence_transformers"] >= 1.0,
-                "tct_hf > unsorted": ratios["tct_hf_over_unsorted"] > 1.0,
+                "tct_hf >= 1.2 x sentence_transformers": ratios["tct_hf_over_sentence_transformers"] >= 1.2,
+                "tct_hf > previous": ratios["tct_hf_over_previous"] > 1.0,
+                "8.8M passages under 30 minutes": MSMARCO_PASSAGES / per_s["tct_hf"] < 1800,
             },
             "vectors_max_abs_diff_vs_tct_hf": max_abs_diff,
             "vectors_max_abs_value": scale,

@@ -1,5 +1,6 @@
 """GPU smoke check (run by gpu_check.sh): the trainer places the frozen teacher on the GPU and trains in bf16, and the
-student's GPU vectors (fp32 and bf16 autocast) agree with its CPU vectors. Prints one JSON object."""
+student's GPU vectors (fp32 and bf16 autocast) agree with its CPU vectors, and the unpadded BERT forward equals the
+padded one on the GPU (SDPA, and flash_attention_2 where installed). Prints one JSON object."""
 
 from __future__ import annotations
 
@@ -20,6 +21,40 @@ from tct_hf import ColBERTModel, TCTModel  # noqa: E402
 from tct_hf.data import TCTCollator  # noqa: E402
 from tct_hf.training import TCTTrainer, TCTTrainingArguments  # noqa: E402
 from tct_hf.training.teacher import resolve_teacher_dtype  # noqa: E402
+
+
+def unpadded_check(root: Path) -> dict:
+    """Max |unpadded - padded| on attended positions of a random BERT, fp32 (TF32 off) and bf16 weights."""
+    from transformers import BertModel
+
+    from tct_hf.bert_unpadded import unpad, unpadded_last_hidden_state
+
+    write_tiny_bert(root / "unpadded", seed=4)
+    lengths = torch.tensor([50, 3, 77, 12, 64, 77, 20, 33])
+    mask = (torch.arange(80)[None, :] < lengths[:, None]).long().cuda()
+    ids = torch.randint(5, 200, mask.shape, device="cuda") * mask
+    result = {}
+    torch.backends.cuda.matmul.allow_tf32 = False
+    implementations = ["sdpa"]
+    try:
+        import flash_attn  # noqa: F401
+
+        implementations.append("flash_attention_2")
+    except ImportError:
+        result["flash_attention_2"] = "not installed"
+    for implementation in implementations:
+        for dtype in (torch.float32, torch.bfloat16):
+            if implementation == "flash_attention_2" and dtype == torch.float32:
+                continue  # flash kernels run fp16/bf16 only
+            bert = BertModel.from_pretrained(root / "unpadded", dtype=dtype, attn_implementation=implementation)
+            bert = bert.cuda().eval()
+            with torch.inference_mode():
+                reference = BertModel.from_pretrained(root / "unpadded", dtype=dtype, attn_implementation="sdpa")
+                padded = reference.cuda().eval()(input_ids=ids, attention_mask=mask).last_hidden_state
+                unpadded = unpadded_last_hidden_state(bert, unpad(ids, mask))
+            difference = (unpadded - padded)[mask.bool()].abs().max()
+            result[f"{implementation}_{str(dtype).replace('torch.', '')}_max_abs_diff"] = float(difference)
+    return result
 
 
 def main() -> dict:
@@ -49,6 +84,7 @@ def main() -> dict:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
         "device": torch.cuda.get_device_name(0),
+        "unpadded_vs_padded": unpadded_check(root),
         "max_abs_diff_gpu_fp32_vs_cpu": float(abs(gpu - cpu).max()),
         "max_abs_diff_gpu_bf16_vs_cpu": float(abs(gpu_bf16 - cpu).max()),
         "teacher_device": str(next(trainer.teacher.parameters()).device),
