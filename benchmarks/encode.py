@@ -149,7 +149,7 @@ def previous_encode(model: TCTModel, texts: list[str], batch_size: int, length: 
 
 
 def precision_check(args: argparse.Namespace, device: torch.device) -> None:
-    """fp32 vectors against bf16 autocast and bf16 weights on the sample: max difference, metrics of each."""
+    """fp32 vectors against bf16 (and, on CUDA, fp16) autocast and weights on the sample: max difference, metrics."""
     from tct_hf.data import load_queries
     from tct_hf.data.msmarco import qrels_to_dict
     from tct_hf.evaluation import evaluate_run
@@ -157,6 +157,8 @@ def precision_check(args: argparse.Namespace, device: torch.device) -> None:
     paths = sample_paths()
     collection = load_collection(paths["collection"])
     docids, texts = [str(d) for d in collection["id"]], list(collection["text"])
+    if args.passages:  # a smoke-test subset; the metrics are then those of the subset
+        docids, texts = docids[: args.passages], texts[: args.passages]
     queries = {}
     qrels = {}
     for split in ("train", "dev"):
@@ -171,6 +173,8 @@ def precision_check(args: argparse.Namespace, device: torch.device) -> None:
             "bfloat16_autocast": (torch.float32, torch.bfloat16),
             "bfloat16_weights": (torch.bfloat16, None),
         }
+        if device.type == "cuda":  # fp16 runs on accelerators only
+            settings.update(float16_autocast=(torch.float32, torch.float16), float16_weights=(torch.float16, None))
         vectors, metrics = {}, {}
         for name, (weights, autocast_dtype) in settings.items():
             model = TCTModel.from_pretrained(temporary, dtype=weights).to(device).eval()

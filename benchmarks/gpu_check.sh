@@ -10,6 +10,7 @@
 #                        passages/s of tct_hf vs sentence-transformers vs the previous commit's loop (same run),
 #                        projected minutes for MS MARCO's 8.8M passages, peak memory
 #   encode_cuda_bf16_weights.json  the same with bf16 weights instead of autocast (20,000 passages)
+#   encode_precision_cuda.json     max |vector - fp32 vector| for bf16 / fp16, autocast and weights (sample passages)
 # GPU_CHECK_DRY_RUN=1 runs every step on the CPU at toy sizes (no GPU needed) to check the script itself.
 #
 # The device machine has no internet and its own Python (3.12, torch, transformers, sentence-transformers,
@@ -67,12 +68,14 @@ if [ "${GPU_CHECK_DRY_RUN:-0}" = "1" ]; then
     TRAIN_SIZES=(--quick --batch-size 4 --scaling-batch-sizes 8 --repeats 1 --warmup 0)
     ENCODE_SIZES=(--passages 64 --replicate 96 --batch-size 16 --repeats 1 --warmup 0)
     WEIGHTS_SIZES=(--passages 32 --replicate 48 --batch-size 16 --repeats 1 --warmup 0)
+    PRECISION_SIZES=(--passages 64 --batch-size 16)
     MODEL=()
     ENCODE_DTYPE=(--dtype bfloat16)
 else
     TRAIN_SIZES=(--batch-size 96 --scaling-batch-sizes 256 --repeats 5 --warmup 2)
     ENCODE_SIZES=(--replicate 50000 --batch-size 256 --repeats 2)
     WEIGHTS_SIZES=(--replicate 20000 --batch-size 256 --repeats 2)
+    PRECISION_SIZES=(--batch-size 256)
     MODEL=(--random-bert-base)
     ENCODE_DTYPE=(--dtype bfloat16)
 fi
@@ -102,4 +105,9 @@ echo "encode rc=$?"
 timeout 120 "$PY" benchmarks/encode.py --device "$DEVICE" "${MODEL[@]}" "${TOKENIZER[@]}" --weights-dtype bfloat16 \
     --skip-unsorted "${WEIGHTS_SIZES[@]}" > "$OUT/encode_cuda_bf16_weights.json" 2> "$OUT/encode_cuda_bf16_weights.log"
 echo "encode bf16 weights rc=$?"
+
+# 6. Vectors in reduced precision vs fp32 (bf16 and fp16, autocast and weights) on the 4,103 sample passages. ~20 s.
+timeout 90 "$PY" benchmarks/encode.py --device "$DEVICE" "${MODEL[@]}" "${TOKENIZER[@]}" --precision \
+    "${PRECISION_SIZES[@]}" > "$OUT/encode_precision_cuda.json" 2> "$OUT/encode_precision_cuda.log"
+echo "encode precision rc=$?"
 tail -n 3 "$OUT"/*.log
