@@ -10,6 +10,11 @@ processes. With equal local batches this is exactly the gradient of the mean ove
 is no hidden world-size factor. Under gradient accumulation, each micro-batch's mean is divided by the number of
 accumulation steps (`loss_is_scaled_for_ga = False`), so the update is the mean over every accumulated query; in-batch
 negatives are the passages of the same micro-batch (the paper's batch is one micro-batch).
+
+Cached gradients (`gradient_cache_chunk_size=N`, GradCache): the same loss over the same batch, with the student's
+activation memory of N rows: `tct_hf.losses.cached_loss` embeds N queries / passages at a time without a graph,
+caches the loss's gradient with respect to the embeddings, and re-embeds each chunk with a graph (same RNG, so the
+same dropout) inside Trainer's `backward`, which scales it by 1 / accumulation steps like any loss.
 """
 
 from __future__ import annotations
@@ -120,7 +125,7 @@ class TCTTrainer(LossTrainer):
                 student_side(model, inputs["query_input_ids"], inputs["query_attention_mask"]),
                 student_side(model, inputs["passage_input_ids"], inputs["passage_attention_mask"]),
             ]
-            no_sync = model.no_sync if isinstance(model, DistributedDataParallel) else None
+            no_sync = getattr(model, "no_sync", None)  # DDP (and FSDP): synchronise gradients after the last chunk
             loss = cached_loss(sides, chunk_size, loss_of, no_sync=no_sync)
         return (loss, outputs) if return_outputs else loss
 
