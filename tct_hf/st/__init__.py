@@ -1,0 +1,8 @@
+"""sentence-transformers losses over `tct_hf.losses`: in-batch KD from a ColBERT teacher into any
+`SentenceTransformer` (the only package of tct_hf that imports sentence-transformers' training API).
+"""
+
+from .data_collator import InBatchKDDataCollator
+from .in_batch_kd import InBatchKDLoss
+
+__all__ = ["InBatchKDDataCollator", "InBatchKDLoss"]

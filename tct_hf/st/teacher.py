@@ -1,0 +1,119 @@
+"""The frozen ColBERT teacher of `tct_hf.st` losses: the batch's texts → MaxSim scores against the (global) batch.
+
+The teacher reads the exact texts of the batch with its own tokenizer and conventions (never a decode of the
+student's token ids, which would lose casing, accents and whatever the student's tokenizer cannot spell). Two kinds
+of teacher are accepted:
+
+- a tct_hf `ColBERTModel` (our checkpoints, Stanford ColBERT, sentence-transformers multi-vector or PyLate
+  directories): tokenized by `tokenize_queries` / `tokenize_passages`, encoded by the trainer's own
+  `teacher_token_embeddings` (length buckets on the CPU, ``teacher_dtype`` autocast, float32 projection);
+- a sentence-transformers `MultiVectorEncoder` (its ColBERT): encoded by its own `encode_query` /
+  `encode_document` (its prompts, query expansion, skiplist and normalisation), scored by plain MaxSim (its
+  ``similarity_fn_name`` must be ``"maxsim"``).
+
+Scores are MaxSim in float32 of the local queries against every passage of the batch: with gathering, the other
+processes' passage token embeddings arrive padded to the longest, in the column order of the student's gathered
+score matrix (`tct_hf.losses.global_batch`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from ..losses import gather_passages
+from ..modeling_colbert import ColBERTModel, maxsim
+from ..training.teacher import DTYPES, TeacherTokens, freeze, teacher_autocast, teacher_token_embeddings
+
+__all__ = ["check_teacher", "teacher_scores", "teacher_tokens"]
+
+
+def _is_multi_vector_encoder(teacher: Any) -> bool:
+    from sentence_transformers import MultiVectorEncoder
+
+    return isinstance(teacher, MultiVectorEncoder)
+
+
+def check_teacher(teacher: Any, teacher_dtype: str) -> torch.nn.Module:
+    """The teacher frozen (eval mode, no gradients); a clear error naming ``teacher`` when it is not a ColBERT."""
+    if isinstance(teacher, ColBERTModel):
+        if teacher.tokenizer is None:
+            raise ValueError(
+                "tct_hf/st: the teacher ColBERTModel has no tokenizer (it scores the batch's texts with its own): "
+                "load it with ColBERTModel.from_pretrained(dir) or set teacher.tokenizer = AutoTokenizer...(...)."
+            )
+    elif _is_multi_vector_encoder(teacher):
+        if teacher.similarity_fn_name != "maxsim":
+            raise ValueError(
+                f"tct_hf/st: teacher is a MultiVectorEncoder scored by {teacher.similarity_fn_name!r}; in-batch KD "
+                "distils ColBERT's MaxSim: set teacher.similarity_fn_name = 'maxsim'."
+            )
+    else:
+        raise TypeError(
+            f"tct_hf/st: teacher must be a ColBERT late-interaction model (tct_hf.ColBERTModel or "
+            f"sentence_transformers.MultiVectorEncoder), got {type(teacher).__name__}. Load a ColBERT checkpoint with "
+            "tct_hf.ColBERTModel.from_pretrained(path) (tct_hf, Stanford ColBERT, multi-vector or PyLate directories)."
+        )
+    if teacher_dtype != "auto" and teacher_dtype not in DTYPES:
+        raise ValueError(f"tct_hf/st: teacher_dtype must be 'auto' or one of {sorted(DTYPES)}, got {teacher_dtype!r}.")
+    return freeze(teacher)
+
+
+def _padded(vectors: list[Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
+    """A list of ``[n_i, d]`` token matrices → ``([B, max n, d] float32, [B, max n] bool)``."""
+    lengths = torch.tensor([len(v) for v in vectors], device=device)
+    padded = pad_sequence([v.to(device=device, dtype=torch.float32) for v in vectors], batch_first=True)
+    mask = torch.arange(padded.shape[1], device=device)[None, :] < lengths[:, None]
+    return padded, mask
+
+
+def teacher_tokens(
+    teacher: torch.nn.Module, queries: list[str], passages: list[str], teacher_dtype: str, device: torch.device
+) -> TeacherTokens:
+    """The teacher's float32 token embeddings and scoring masks of the local queries and passages (inference mode)."""
+    if teacher.device != device:
+        teacher.to(device)
+    if isinstance(teacher, ColBERTModel):
+        query_batch = teacher.tokenize_queries(queries).to(device)
+        passage_batch = teacher.tokenize_passages(passages).to(device)
+        inputs = {
+            "teacher_query_input_ids": query_batch["input_ids"],
+            "teacher_query_attention_mask": query_batch["attention_mask"],
+            "teacher_passage_input_ids": passage_batch["input_ids"],
+            "teacher_passage_attention_mask": passage_batch["attention_mask"],
+        }
+        return teacher_token_embeddings(teacher, inputs, teacher_dtype)
+    with torch.inference_mode(), teacher_autocast(teacher_dtype, device):
+        options = {"show_progress_bar": False, "convert_to_numpy": False}
+        query_vectors = teacher.encode_query(queries, batch_size=len(queries), **options)
+        passage_vectors = teacher.encode_document(passages, batch_size=len(passages), **options)
+        q, q_mask = _padded(query_vectors, device)
+        d, d_mask = _padded(passage_vectors, device)
+    return TeacherTokens(q, q_mask, d, d_mask)
+
+
+def teacher_scores(
+    teacher: torch.nn.Module,
+    queries: list[str],
+    passages: list[str],
+    *,
+    gather: bool,
+    teacher_dtype: str,
+    device: torch.device,
+) -> Tensor:
+    """MaxSim ``[B_local, N]`` (float32, no gradient) of the local queries against the batch's passages.
+
+    ``passages`` are this process's passages in the losses' column order (positives, then each query's negatives);
+    with ``gather`` the columns are every process's passages in the global order.
+    """
+    q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_dtype, device)
+    # MaxSim in float32 even inside the student's mixed-precision autocast (a bf16 matmul would round the targets).
+    with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=False):
+        if gather:
+            d = gather_passages(d, len(queries), pad_dim=1, pad_value=0.0)
+            d_mask = gather_passages(d_mask, len(queries), pad_dim=1, pad_value=False)
+        scores = maxsim(q, q_mask, d, d_mask)
+    return scores.clone()  # a normal tensor: autograd may use it as a target
