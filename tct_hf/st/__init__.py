@@ -2,7 +2,8 @@
 `SentenceTransformer` (the only package of tct_hf that imports sentence-transformers' training API).
 """
 
+from .columns import to_sentence_transformers_columns
 from .data_collator import InBatchKDDataCollator
 from .in_batch_kd import InBatchKDLoss
 
-__all__ = ["InBatchKDDataCollator", "InBatchKDLoss"]
+__all__ = ["InBatchKDDataCollator", "InBatchKDLoss", "to_sentence_transformers_columns"]

@@ -41,18 +41,33 @@ class DevSet:
 def evaluate_student(model, dev: DevSet, batch_size: int = 64, k: int = 100, dtype=None) -> dict[str, float]:
     """Encode `dev.passages` and `dev.queries` with the student, search exactly (inner product), return the metrics.
 
-    `dtype` (e.g. `torch.bfloat16`) runs the encoder under autocast; vectors and search stay float32."""
-    was_training = model.training
-    model.eval()
+    `dtype` (e.g. `torch.bfloat16`) runs the encoder under autocast; vectors and search stay float32. A
+    sentence-transformers model is evaluated through `SentenceTransformerEncoder` (its own prompts and pooling) and
+    ranked by its own similarity (cosine: unit vectors; dot: as encoded)."""
+    module = model
+    if not hasattr(model, "encode_passages"):
+        from ..retrieval.encoders import SentenceTransformerEncoder
+
+        model = SentenceTransformerEncoder(module)
+    was_training = module.training
+    module.eval()
     try:
-        passages = model.encode_passages(list(dev.passages), batch_size=batch_size, dtype=dtype)
-        qids = list(dev.queries)
-        queries = model.encode_queries([dev.queries[qid] for qid in qids], batch_size=batch_size, dtype=dtype)
+        with torch.autocast(module.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            passages = model.encode_passages(list(dev.passages), batch_size=batch_size, dtype=dtype)
+            qids = list(dev.queries)
+            queries = model.encode_queries([dev.queries[qid] for qid in qids], batch_size=batch_size, dtype=dtype)
     finally:
-        model.train(was_training)
+        module.train(was_training)
+    if getattr(module, "similarity_fn_name", None) == "cosine":  # inner-product search ranks by cosine on unit vectors
+        passages, queries = _unit_rows(passages), _unit_rows(queries)
     index = build_index(passages, list(dev.docids), kind="flat")
     run = search(index, queries, qids, k=min(k, len(dev.docids)))
     return dict(evaluate_run(run, dev.qrels, metrics=dev.metrics).metrics)
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def evaluate_teacher(teacher, dev: DevSet, batch_size: int = 64, k: int = 100, dtype=None) -> dict[str, float]:

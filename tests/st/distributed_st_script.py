@@ -20,7 +20,7 @@ from torch.utils.data import BatchSampler, SequentialSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import make_rows, make_student  # noqa: E402
+from st_helpers import make_rows, make_student  # noqa: E402
 
 from tct_hf import ColBERTModel  # noqa: E402
 from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss  # noqa: E402

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_student
+from st_helpers import make_student
+from st_helpers import st_dirs as dirs
 
 SCRIPT = Path(__file__).with_name("distributed_st_script.py")
 
@@ -24,7 +25,8 @@ def run(command: list[str], out: Path) -> dict:
 
 
 @pytest.mark.distributed
-def test_two_processes_equal_one_process(st_dirs, tmp_path):
+def test_two_processes_equal_one_process(tmp_path):
+    st_dirs = dirs()
     models = [str(st_dirs["student"]), str(st_dirs["teacher"])]
     one = run([sys.executable, str(SCRIPT), *models], tmp_path / "one")
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_rows, make_student
+from st_helpers import features_of, load_teacher, make_rows, make_student, new_student
+from st_helpers import st_dirs as dirs
 
 from tct_hf import ColBERTModel, TCTModel
 from tct_hf.losses.citations import TCT_COLBERT_CITATION
-from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss
-
-
-def features_of(student, rows: list[dict]) -> list[dict]:
-    """What SentenceTransformerTrainer hands the loss: one feature dict per column, texts under "text"."""
-    batch = InBatchKDDataCollator.for_model(student)(rows)
-    return [{k[len(c) + 1 :]: v for k, v in batch.items() if k.startswith(c + "_")} for c in rows[0]]
+from tct_hf.st import InBatchKDLoss
 
 
 def rows_with_duplicates() -> list[dict]:
@@ -57,7 +52,9 @@ def grads(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("similarity,scale", [("cosine", None), ("cosine", 7.0), ("dot", None)])
-def test_loss_and_gradients_match_naive_loop(st_dirs, teacher, similarity, scale):
+def test_loss_and_gradients_match_naive_loop(similarity, scale):
+    st_dirs = dirs()
+    teacher = load_teacher()
     torch.manual_seed(0)
     student = make_student(st_dirs["student"], similarity=similarity)
     rows = rows_with_duplicates()
@@ -78,7 +75,9 @@ def test_loss_and_gradients_match_naive_loop(st_dirs, teacher, similarity, scale
         torch.testing.assert_close(ours[name], gradient, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_duplicate_masking_changes_the_loss(student, teacher):
+def test_duplicate_masking_changes_the_loss():
+    student = new_student()
+    teacher = load_teacher()
     rows = rows_with_duplicates()
     masked = InBatchKDLoss(student, teacher, teacher_dtype="float32")(features_of(student, rows))
     unmasked = InBatchKDLoss(student, teacher, teacher_dtype="float32", mask_duplicates=False)(
@@ -99,8 +98,10 @@ def spy_teacher_scores(loss_fn) -> list[torch.Tensor]:
     return seen
 
 
-def test_teacher_scores_inside_the_loss_equal_score_matrix_on_the_texts(student, teacher):
+def test_teacher_scores_inside_the_loss_equal_score_matrix_on_the_texts():
     """Texts the student's tokenizer cannot spell (accents, capitals) reach the teacher unchanged."""
+    student = new_student()
+    teacher = load_teacher()
     rows = make_rows(3, num_negatives=2)
     rows[0]["query"] = "Café PARIS Ünïcode ☃"
     rows[1]["positive"] = "Ünïcode passage, WITH Capitals."
@@ -111,7 +112,9 @@ def test_teacher_scores_inside_the_loss_equal_score_matrix_on_the_texts(student,
     torch.testing.assert_close(seen[0], torch.from_numpy(teacher.score_matrix(queries, passages)), atol=1e-5, rtol=0)
 
 
-def test_multi_vector_encoder_teacher_scores_equal_its_similarity(student, st_dirs):
+def test_multi_vector_encoder_teacher_scores_equal_its_similarity():
+    st_dirs = dirs()
+    student = new_student()
     from sentence_transformers import MultiVectorEncoder
 
     teacher = MultiVectorEncoder(str(st_dirs["multi_vector"]), device="cpu")
@@ -126,7 +129,9 @@ def test_multi_vector_encoder_teacher_scores_equal_its_similarity(student, st_di
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
 
 
-def test_teacher_is_frozen_and_its_precision_follows_teacher_dtype(student, teacher):
+def test_teacher_is_frozen_and_its_precision_follows_teacher_dtype():
+    student = new_student()
+    teacher = load_teacher()
     rows = make_rows(4, num_negatives=1)
     queries, passages = texts_of(rows)
     exact = torch.from_numpy(teacher.score_matrix(queries, passages))
@@ -139,7 +144,9 @@ def test_teacher_is_frozen_and_its_precision_follows_teacher_dtype(student, teac
     assert 0 < float((bf16 - exact).abs().max()) < 0.05 * float(exact.abs().max())
 
 
-def test_config_and_citation_name_the_loss_and_the_paper(student, teacher):
+def test_config_and_citation_name_the_loss_and_the_paper():
+    student = new_student()
+    teacher = load_teacher()
     loss_fn = InBatchKDLoss(student, teacher, temperature=0.5)
     config = loss_fn.get_config_dict()
     assert config["temperature"] == 0.5 and config["scale"] == 20.0 and config["similarity_fct"] == "cosine"
@@ -150,14 +157,19 @@ def test_config_and_citation_name_the_loss_and_the_paper(student, teacher):
 # ---------------------------------------------------------------- bad input
 
 
-def test_teacher_that_is_not_colbert_is_refused(st_dirs, student):
+def test_teacher_that_is_not_colbert_is_refused():
+    st_dirs = dirs()
+    student = new_student()
     with pytest.raises(TypeError, match="teacher must be a ColBERT"):
         InBatchKDLoss(student, make_student(st_dirs["student"]))
     with pytest.raises(TypeError, match="teacher must be a ColBERT"):
         InBatchKDLoss(student, TCTModel.from_pretrained(st_dirs["student"]))
 
 
-def test_teacher_without_tokenizer_and_bad_dtype_are_refused(student, teacher, st_dirs):
+def test_teacher_without_tokenizer_and_bad_dtype_are_refused():
+    st_dirs = dirs()
+    student = new_student()
+    teacher = load_teacher()
     bare = ColBERTModel.from_pretrained(st_dirs["teacher"])
     bare.tokenizer = None
     with pytest.raises(ValueError, match="no tokenizer"):
@@ -166,24 +178,32 @@ def test_teacher_without_tokenizer_and_bad_dtype_are_refused(student, teacher, s
         InBatchKDLoss(student, teacher, teacher_dtype="int8")
 
 
-def test_dataset_without_a_positive_column_is_refused(student, teacher):
+def test_dataset_without_a_positive_column_is_refused():
+    student = new_student()
+    teacher = load_teacher()
     rows = [{"query": r["query"]} for r in make_rows(3)]
     with pytest.raises(ValueError, match="add the positive column"):
         InBatchKDLoss(student, teacher)(features_of(student, rows))
 
 
-def test_batch_of_one_query_is_refused(student, teacher):
+def test_batch_of_one_query_is_refused():
+    student = new_student()
+    teacher = load_teacher()
     with pytest.raises(ValueError, match="per_device_train_batch_size"):
         InBatchKDLoss(student, teacher)(features_of(student, make_rows(1)))
 
 
 @pytest.mark.parametrize("similarity", ["euclidean", "manhattan"])
-def test_student_similarity_that_is_not_a_logit_is_refused(st_dirs, teacher, similarity):
+def test_student_similarity_that_is_not_a_logit_is_refused(similarity):
+    st_dirs = dirs()
+    teacher = load_teacher()
     with pytest.raises(ValueError, match="similarity_fn_name"):
         InBatchKDLoss(make_student(st_dirs["student"], similarity=similarity), teacher)
 
 
-def test_batch_without_texts_says_which_collator(student, teacher):
+def test_batch_without_texts_says_which_collator():
+    student = new_student()
+    teacher = load_teacher()
     features = features_of(student, make_rows(3))
     for feature in features:
         feature.pop("text")
@@ -191,7 +211,9 @@ def test_batch_without_texts_says_which_collator(student, teacher):
         InBatchKDLoss(student, teacher)(features)
 
 
-def test_bad_temperature_and_scale_are_refused(student, teacher):
+def test_bad_temperature_and_scale_are_refused():
+    student = new_student()
+    teacher = load_teacher()
     with pytest.raises(ValueError, match="temperature"):
         InBatchKDLoss(student, teacher, temperature=0)
     with pytest.raises(ValueError, match="scale"):

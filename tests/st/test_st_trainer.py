@@ -6,22 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
-from conftest import make_rows, make_student
 from datasets import Dataset
 from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+from st_helpers import features_of, load_teacher, make_rows, make_student
+from st_helpers import st_dirs as dirs
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss
-
-st = pytest.importorskip("sentence_transformers")
-from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer  # noqa: E402
-from sentence_transformers.base.sampler import BatchSamplers  # noqa: E402
-from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator  # noqa: E402
-from sentence_transformers.sentence_transformer.training_args import (  # noqa: E402
-    SentenceTransformerTrainingArguments,
-)
 
 
 def trainer_for(student, teacher, args, rows, **kwargs) -> SentenceTransformerTrainer:
@@ -60,7 +56,9 @@ class RecordingApi:
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 
 
-def test_trainer_arguments_evaluator_card_save_and_push(st_dirs, teacher, tmp_path, monkeypatch):
+def test_trainer_arguments_evaluator_card_save_and_push(tmp_path, monkeypatch):
+    st_dirs = dirs()
+    teacher = load_teacher()
     torch.manual_seed(0)
     student = make_student(st_dirs["student"])
     before = {k: v.clone() for k, v in student.state_dict().items()}
@@ -126,10 +124,10 @@ class InOrderTrainer(SentenceTransformerTrainer):
         return BatchSampler(SequentialSampler(range(len(dataset))), batch_size=batch_size, drop_last=drop_last)
 
 
-def test_gradient_accumulation_averages_the_micro_batches(st_dirs, teacher, tmp_path):
+def test_gradient_accumulation_averages_the_micro_batches(tmp_path):
     """2 micro-batches of 2 with accumulation = one SGD step on the mean of the two micro-batch losses' gradients."""
-    from test_st_in_batch_kd import features_of
-
+    st_dirs = dirs()
+    teacher = load_teacher()
     rows = make_rows(4, num_negatives=1)
     torch.manual_seed(0)
     reference = make_student(st_dirs["student"])

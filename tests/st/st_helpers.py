@@ -1,12 +1,19 @@
-"""Tiny sentence-transformers students and ColBERT teachers (tct_hf `ColBERTModel`, ST `MultiVectorEncoder`)."""
+"""Helpers and fixtures of the tct_hf.st tests: tiny sentence-transformers students, ColBERT teachers (tct_hf
+`ColBERTModel`, sentence-transformers `MultiVectorEncoder`) and (query, positive, negative_*) rows.
+
+Plain functions rather than conftest fixtures: test modules elsewhere import their own `conftest` by name, and a
+second conftest module would shadow theirs. The models are built once per process in a temporary folder."""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
 import string
 import sys
+import tempfile
 from pathlib import Path
 
-import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,14 +50,27 @@ def make_rows(count: int, num_negatives: int = 1, seed: int = 0) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="session")
-def st_dirs(tmp_path_factory) -> dict[str, Path]:
+def features_of(student, rows: list[dict]) -> list[dict]:
+    """What SentenceTransformerTrainer hands the loss: one feature dict per column, texts under "text"."""
+    batch = _collator_for(student)(rows)
+    return [{k[len(c) + 1 :]: v for k, v in batch.items() if k.startswith(c + "_")} for c in rows[0]]
+
+
+def _collator_for(student):
+    from tct_hf.st import InBatchKDDataCollator
+
+    return InBatchKDDataCollator.for_model(student)
+
+
+@functools.cache
+def st_dirs() -> dict[str, Path]:
     """Student backbone, a saved tct_hf ColBERT teacher and a saved MultiVectorEncoder teacher."""
     from sentence_transformers import MultiVectorEncoder
     from sentence_transformers.base.modules import Dense, Normalize, Transformer
     from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
 
-    root = tmp_path_factory.mktemp("st_models")
+    root = Path(tempfile.mkdtemp(prefix="tct-hf-st-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     student = write_tiny_bert(root / "student", seed=1)
     backbone = write_tiny_bert(root / "teacher_backbone", seed=2)
     torch.manual_seed(3)
@@ -73,12 +93,12 @@ def st_dirs(tmp_path_factory) -> dict[str, Path]:
     return {"student": student, "teacher": root / "teacher", "multi_vector": root / "multi_vector"}
 
 
-@pytest.fixture()
-def teacher(st_dirs):
-    return ColBERTModel.from_pretrained(st_dirs["teacher"])
+def load_teacher() -> ColBERTModel:
+    """A fresh copy of the tiny tct_hf ColBERT teacher."""
+    return ColBERTModel.from_pretrained(st_dirs()["teacher"])
 
 
-@pytest.fixture()
-def student(st_dirs):
+def new_student(similarity: str = "cosine"):
+    """A fresh tiny student, the same weights every call."""
     torch.manual_seed(0)
-    return make_student(st_dirs["student"])
+    return make_student(st_dirs()["student"], similarity=similarity)
