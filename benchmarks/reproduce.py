@@ -87,8 +87,21 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="instead: the HN+ pipeline's ablations (teacher re-trained or not, teacher filter, refresh round; "
         "benchmarks/reproduce_pipeline.py)",
     )
+    parser.add_argument(
+        "--st",
+        action="store_true",
+        help="instead: a native sentence-transformers student with tct_hf.st.InBatchKDLoss against "
+        "MultipleNegativesRankingLoss, DistillKLDivLoss on pairwise teacher scores, the zero-shot model and the "
+        "TCT-convention student (benchmarks/reproduce_st.py)",
+    )
     args = parser.parse_args(argv)
+    if args.st and args.pipeline:
+        parser.error("--st and --pipeline are two different studies: choose one")
     preset = QUICK if args.quick else FULL
+    if args.st:
+        from reproduce_st import ST_FULL, ST_QUICK
+
+        preset = ST_QUICK if args.quick else ST_FULL
     if args.pipeline:
         from reproduce_pipeline import PIPELINE_FULL, PIPELINE_QUICK
 
@@ -529,6 +542,26 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
             "data": {"collection": "cranfield", "indexed_docs": len(data["docids"]),
                      "train_queries": len(data["train_queries"]), "test_queries": len(data["test_queries"])},
+            "machine": {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "bf16": config.bf16,
+                        "load_average_at_end": os.getloadavg(), **provenance()},
+            **study,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }  # fmt: skip
+        if config.output is not None:
+            write_atomically(json.dumps(result, indent=1) + "\n", config.output)
+        logger.info("done in %.0f s", result["wall_seconds"])
+        return result
+
+    if config.st:  # in-batch KD for a native sentence-transformers student, instead of Table 2's comparisons
+        from reproduce_st import run_study as run_st_study
+
+        with tempfile.TemporaryDirectory(prefix="tct-reproduce-st-") as work_dir:
+            study = run_st_study(config, data, work_dir)
+        result = {
+            "benchmark": "reproduce --st",
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
+            "data": {"collection": "cranfield", "indexed_docs": len(data["docids"]),
+                     "train_queries": list(data["train_queries"]), "test_queries": list(data["test_queries"])},
             "machine": {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "bf16": config.bf16,
                         "load_average_at_end": os.getloadavg(), **provenance()},
             **study,

@@ -218,3 +218,34 @@ def test_pipeline_ablations_reuse_the_warmup_and_pair_per_query(tmp_path):
     entry = result["t_tests_nDCG@10"]["hn_plus_vs_warmup"]
     assert entry["pairs"] == len(ours) == 2 * 4
     assert entry["mean_difference"] == pytest.approx(np.mean(np.subtract(ours, theirs)), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_st_study_trains_every_variant_and_pairs_per_query(tmp_path):
+    """`--st`: the native student with InBatchKDLoss, MNRL, DistillKLDivLoss and the TCT-convention student each
+    train the same steps; the pooled t-tests pair (seed, test query) as the hand formula does."""
+    backbone = write_tiny_bert(tmp_path / "bert")
+    data_dir = write_tiny_cranfield(tmp_path / "data")
+    module = load_script()
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = module.main([
+            "--st", "--seeds", "2", "--backbone", str(backbone), "--data-dir", str(data_dir), "--train-queries", "8",
+            "--teacher-steps", "2", "--student-steps", "2", "--batch-size", "4", "--passage-max-length", "24",
+            "--query-max-length", "8",
+        ])  # fmt: skip
+    variants = ("st_in_batch_kd", "st_mnrl", "st_distill_kl", "tct_in_batch")
+    assert len(result["per_seed"]) == 2
+    for seed in result["per_seed"]:
+        for variant in variants:
+            assert seed["timings"][variant]["steps"] == 2
+            assert 0.0 <= seed["metrics"][variant]["nDCG@10"] <= 1.0
+    for other in ("st_mnrl", "st_distill_kl", "tct_in_batch", "zero_shot_sentence_transformers", "bm25"):
+        ours, theirs = [], []
+        for seed in result["per_seed"]:
+            mine = seed["metrics"]["st_in_batch_kd"]["per_query_nDCG@10"]
+            other_rows = result["fixed"] if other in result["fixed"] else seed["metrics"]
+            ours += [mine[q] for q in mine]
+            theirs += [other_rows[other]["per_query_nDCG@10"][q] for q in mine]
+        entry = result["t_tests_nDCG@10"][f"st_in_batch_kd_vs_{other}"]["pooled_per_query"]
+        assert entry["pairs"] == len(ours) == 2 * len(result["data"]["test_queries"])
+        assert entry["mean_difference"] == pytest.approx(float(np.mean(np.subtract(ours, theirs))), abs=1e-12)
