@@ -17,6 +17,7 @@ SCRIPT = Path(__file__).with_name("distributed_st_script.py")
 
 def run(command: list[str], out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["ACCELERATE_USE_CPU"] = "true"  # gloo CPU processes even where a GPU is present
     env.pop("WORLD_SIZE", None)
     out.mkdir()
     completed = subprocess.run(command + [str(out)], env=env, capture_output=True, text=True, timeout=300)
