@@ -21,7 +21,7 @@ from test_train_scripts import backbone, small_dev  # noqa: E402,F401 (fixtures)
 TINY = ["--per_device_train_batch_size", "4", "--bf16", "false", "--use_cpu", "true", "--logging_steps", "1"]
 
 
-def test_train_st_student_default_path(backbone, small_dev, tmp_path):
+def test_train_st_student_default_path(backbone, small_dev, tmp_path):  # noqa: F811 (fixtures)
     out = tmp_path / "student"
     results = train_st_student.main(
         [
@@ -50,7 +50,7 @@ def test_train_st_student_default_path(backbone, small_dev, tmp_path):
     assert "(1, 32) cosine" in loaded.stdout
 
 
-def test_train_st_student_refuses_a_teacher_that_is_not_colbert(backbone, small_dev, tmp_path):
+def test_train_st_student_refuses_a_teacher_that_is_not_colbert(backbone, small_dev, tmp_path):  # noqa: F811
     with pytest.raises(OSError):
         train_st_student.main(
             ["--student_model", str(backbone), "--teacher_model", str(tmp_path / "missing"),
