@@ -1,9 +1,11 @@
 """sentence-transformers losses over `tct_hf.losses`: in-batch KD from a ColBERT teacher into any
-`SentenceTransformer` (the only package of tct_hf that imports sentence-transformers' training API).
+`SentenceTransformer`, plain or with cached gradients (`CachedInBatchKDLoss`); the only package of tct_hf that
+imports sentence-transformers' training API.
 """
 
+from .cached_in_batch_kd import CachedInBatchKDLoss
 from .columns import to_sentence_transformers_columns
 from .data_collator import InBatchKDDataCollator
 from .in_batch_kd import InBatchKDLoss
 
-__all__ = ["InBatchKDDataCollator", "InBatchKDLoss", "to_sentence_transformers_columns"]
+__all__ = ["CachedInBatchKDLoss", "InBatchKDDataCollator", "InBatchKDLoss", "to_sentence_transformers_columns"]

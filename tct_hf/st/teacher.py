@@ -71,9 +71,15 @@ def _padded(vectors: list[Tensor], device: torch.device) -> tuple[Tensor, Tensor
 
 
 def teacher_tokens(
-    teacher: torch.nn.Module, queries: list[str], passages: list[str], teacher_dtype: str, device: torch.device
+    teacher: torch.nn.Module,
+    queries: list[str],
+    passages: list[str],
+    teacher_dtype: str,
+    device: torch.device,
+    chunk_size: int | None = None,
 ) -> TeacherTokens:
-    """The teacher's float32 token embeddings and scoring masks of the local queries and passages (inference mode)."""
+    """The teacher's float32 token embeddings and scoring masks of the local queries and passages (inference mode);
+    ``chunk_size`` texts per forward pass when given (the cached loss's ``mini_batch_size``), else all at once."""
     if teacher.device != device:
         teacher.to(device)
     if isinstance(teacher, ColBERTModel):
@@ -85,11 +91,11 @@ def teacher_tokens(
             "teacher_passage_input_ids": passage_batch["input_ids"],
             "teacher_passage_attention_mask": passage_batch["attention_mask"],
         }
-        return teacher_token_embeddings(teacher, inputs, teacher_dtype)
+        return teacher_token_embeddings(teacher, inputs, teacher_dtype, chunk_size=chunk_size)
     with torch.inference_mode(), teacher_autocast(teacher_dtype, device):
         options = {"show_progress_bar": False, "convert_to_numpy": False}
-        query_vectors = teacher.encode_query(queries, batch_size=len(queries), **options)
-        passage_vectors = teacher.encode_document(passages, batch_size=len(passages), **options)
+        query_vectors = teacher.encode_query(queries, batch_size=chunk_size or len(queries), **options)
+        passage_vectors = teacher.encode_document(passages, batch_size=chunk_size or len(passages), **options)
         q, q_mask = _padded(query_vectors, device)
         d, d_mask = _padded(passage_vectors, device)
     return TeacherTokens(q, q_mask, d, d_mask)
@@ -103,13 +109,14 @@ def teacher_scores(
     gather: bool,
     teacher_dtype: str,
     device: torch.device,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """MaxSim ``[B_local, N]`` (float32, no gradient) of the local queries against the batch's passages.
 
     ``passages`` are this process's passages in the losses' column order (positives, then each query's negatives);
     with ``gather`` the columns are every process's passages in the global order.
     """
-    q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_dtype, device)
+    q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_dtype, device, chunk_size)
     # MaxSim in float32 even inside the student's mixed-precision autocast (a bf16 matmul would round the targets).
     with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=False):
         if gather:
