@@ -68,7 +68,7 @@ def main() -> dict:
     cpu = student.encode_passages(texts)
     student.to("cuda")
     gpu = student.encode_passages(texts)
-    gpu_bf16 = student.encode_passages(texts, dtype=torch.bfloat16)
+    gpu_bf16 = student.encode_passages(texts, autocast_dtype=torch.bfloat16)
     rows = [{"query": " ".join(t.split()[:3]), "positive": t, "negatives": [texts[(i + 7) % len(texts)]]}
             for i, t in enumerate(texts)]  # fmt: skip
     args = TCTTrainingArguments(

@@ -228,7 +228,7 @@ def evaluate_colbert(teacher, data: dict[str, Any], passage_max_length: int, dty
     teacher.config.passage_max_length = passage_max_length + teacher.config.skip_positions
     started = time.perf_counter()
     dev = DevSet(data["docids"], data["texts"], data["test_queries"], data["test_qrels"], metrics=METRICS)
-    metrics = evaluate_teacher(teacher, dev, dtype=dtype)
+    metrics = evaluate_teacher(teacher, dev, autocast_dtype=dtype)
     return {**{k: float(v) for k, v in metrics.items()}, "eval_seconds": round(time.perf_counter() - started, 1)}
 
 

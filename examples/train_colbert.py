@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. Metrics before.
     results = {}
     if dev is not None and args.should_save:
-        results["teacher_before"] = evaluate_teacher(teacher, dev, dtype=eval_dtype)
+        results["teacher_before"] = evaluate_teacher(teacher, dev, autocast_dtype=eval_dtype)
     # 5. Fine-tuning.
     collator = TCTCollator.from_training_args(args, teacher=teacher)
     trainer = ColBERTTrainer(model=teacher, args=args, train_dataset=train, data_collator=collator)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 6. Metrics after, save.
     if args.should_save:
         if dev is not None:
-            results["teacher_after"] = evaluate_teacher(teacher, dev, dtype=eval_dtype)
+            results["teacher_after"] = evaluate_teacher(teacher, dev, autocast_dtype=eval_dtype)
         trainer.save_model(args.output_dir)
         print(json.dumps(results, indent=2), flush=True)
     end_training(trainer)

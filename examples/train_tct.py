@@ -362,15 +362,15 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {}
     eval_dtype = torch.bfloat16 if training_args.bf16 else None
     if dev is not None and training_args.should_save:
-        results["student_before"] = evaluate_student(student, dev, dtype=eval_dtype)
+        results["student_before"] = evaluate_student(student, dev, autocast_dtype=eval_dtype)
         if teacher is not None and data_args.evaluate_teacher:
-            results["teacher"] = evaluate_teacher(teacher, dev, dtype=eval_dtype)
+            results["teacher"] = evaluate_teacher(teacher, dev, autocast_dtype=eval_dtype)
         print(json.dumps({"before": results}, indent=2), flush=True)
 
     # 6. Distillation.
     collator = TCTCollator.from_training_args(training_args, student=student, teacher=teacher)
     evaluates = evaluates and dev is not None
-    callbacks = [RetrievalEvaluationCallback(dev, dtype=eval_dtype)] if evaluates else []
+    callbacks = [RetrievalEvaluationCallback(dev, autocast_dtype=eval_dtype)] if evaluates else []
     trainer = TCTTrainer(
         model=student,
         teacher=teacher,
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 7. Metrics after, save, push.
     if training_args.should_save:
         if dev is not None:
-            results["student_after"] = evaluate_student(student, dev, dtype=eval_dtype)
+            results["student_after"] = evaluate_student(student, dev, autocast_dtype=eval_dtype)
         trainer.save_model(training_args.output_dir)
         summary = {"output_dir": training_args.output_dir, "kd_mode": training_args.kd_mode, **results}
         Path(training_args.output_dir, "retrieval_metrics.json").write_text(json.dumps(summary, indent=2))

@@ -237,10 +237,11 @@ class TCTModel(BertPreTrainedModel):
         texts: list[str],
         batch_size: int = 64,
         max_length: int | None = None,
-        dtype: torch.dtype | str | None = None,
+        autocast_dtype: torch.dtype | str | None = None,
         show_progress_bar: bool = False,
     ) -> np.ndarray:
-        """Embed queries: float32 array ``[len(texts), hidden_size]`` in input order."""
+        """Embed queries: float32 array ``[len(texts), hidden_size]`` in input order. ``autocast_dtype`` (bf16, or
+        fp16 on a GPU) runs the forward under autocast; the weights keep their dtype."""
         length = _check_length(
             max_length, self.config.query_max_length, self.config.pooling_start, "max_length", self._max_positions
         )
@@ -248,7 +249,7 @@ class TCTModel(BertPreTrainedModel):
             self.config.format_queries(texts, augment_length=length),
             length,
             batch_size,
-            dtype,
+            autocast_dtype,
             show_progress_bar,
             "queries",
         )
@@ -259,18 +260,19 @@ class TCTModel(BertPreTrainedModel):
         titles: list[str] | None = None,
         batch_size: int = 64,
         max_length: int | None = None,
-        dtype: torch.dtype | str | None = None,
+        autocast_dtype: torch.dtype | str | None = None,
         show_progress_bar: bool = False,
     ) -> np.ndarray:
-        """Embed passages (with optional titles): float32 array ``[len(texts), hidden_size]`` in input order."""
+        """Embed passages (with optional titles): float32 array ``[len(texts), hidden_size]`` in input order.
+        ``autocast_dtype`` as in `encode_queries`."""
         length = _check_length(
             max_length, self.config.passage_max_length, self.config.pooling_start, "max_length", self._max_positions
         )
         formatted = self.config.format_passages(texts, titles)
-        return self._encode(formatted, length, batch_size, dtype, show_progress_bar, "passages")
+        return self._encode(formatted, length, batch_size, autocast_dtype, show_progress_bar, "passages")
 
     def _encode(
-        self, texts: list[str], length: int, batch_size: int, dtype, show_progress_bar: bool, what: str
+        self, texts: list[str], length: int, batch_size: int, autocast_dtype, show_progress_bar: bool, what: str
     ) -> np.ndarray:
         """Embed formatted texts in batches of similar length (longest first), then restore the input order.
 
@@ -283,7 +285,7 @@ class TCTModel(BertPreTrainedModel):
             return np.zeros((0, self.config.hidden_size), dtype=np.float32)
         device = self.device
         pinned = device.type == "cuda"
-        autocast = _autocast_context(dtype, device)
+        autocast = _autocast_context(autocast_dtype, device)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
         output = np.empty((len(texts), self.config.hidden_size), dtype=np.float32)
@@ -388,14 +390,14 @@ def _autocast_context(dtype: torch.dtype | str | None, device: torch.device):
     names = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
     if isinstance(dtype, str):
         if dtype not in names and dtype not in ("fp32", "float32"):
-            raise ValueError(f"dtype must be one of fp32, fp16, bf16 (or a torch dtype), got {dtype!r}.")
+            raise ValueError(f"autocast_dtype must be one of fp32, fp16, bf16 (or a torch dtype), got {dtype!r}.")
         dtype = names.get(dtype, torch.float32)
     if dtype is None or dtype == torch.float32:
         return torch.autocast(device_type=device.type, enabled=False)
     if dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype must be torch.float16 or torch.bfloat16 for autocast, got {dtype!r}.")
+        raise ValueError(f"autocast_dtype must be torch.float16 or torch.bfloat16, got {dtype!r}.")
     if device.type == "cpu" and dtype == torch.float16:
-        raise ValueError("fp16 autocast needs a GPU: use dtype=torch.bfloat16 (or None) on CPU.")
+        raise ValueError("fp16 autocast needs a GPU: use autocast_dtype=torch.bfloat16 (or None) on CPU.")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -121,11 +121,11 @@ def test_query_tokens_are_prefix_then_query_then_masks(model):
 
 
 def test_bf16_autocast_on_cpu_and_fp16_refused(model):
-    bf16 = model.encode_queries(QUERIES, dtype=torch.bfloat16)
+    bf16 = model.encode_queries(QUERIES, autocast_dtype=torch.bfloat16)
     assert bf16.dtype == np.float32
     np.testing.assert_allclose(bf16, model.encode_queries(QUERIES), atol=0.1)
     with pytest.raises(ValueError, match="fp16 autocast needs a GPU"):
-        model.encode_queries(QUERIES, dtype=torch.float16)
+        model.encode_queries(QUERIES, autocast_dtype=torch.float16)
 
 
 @pytest.mark.parametrize(
