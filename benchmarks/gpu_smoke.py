@@ -88,7 +88,7 @@ def main() -> dict:
         "max_abs_diff_gpu_fp32_vs_cpu": float(abs(gpu - cpu).max()),
         "max_abs_diff_gpu_bf16_vs_cpu": float(abs(gpu_bf16 - cpu).max()),
         "teacher_device": str(next(trainer.teacher.parameters()).device),
-        "teacher_dtype": str(resolve_teacher_dtype(args.teacher_dtype, torch.device("cuda"))),
+        "teacher_autocast_dtype": str(resolve_teacher_dtype(args.teacher_autocast_dtype, torch.device("cuda"))),
         "losses": losses,
         "train_seconds": round(time.perf_counter() - start, 2),
     }

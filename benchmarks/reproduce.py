@@ -294,7 +294,7 @@ def train_student(config: argparse.Namespace, student, teacher, train, kd_mode: 
         **common_arguments(config, seed, steps, config.student_lr, os.path.join(work_dir, f"student-{kd_mode}")),
         kd_mode=kd_mode,
         temperature=config.temperature,
-        teacher_dtype="bfloat16" if config.bf16 else "float32",
+        teacher_autocast_dtype="bfloat16" if config.bf16 else "float32",
     )
     uses_teacher = kd_mode != "none"
     collator = TCTCollator.from_training_args(args, student=student, teacher=teacher if uses_teacher else None)

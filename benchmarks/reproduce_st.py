@@ -135,8 +135,10 @@ def train_native(config, variant: str, teacher, columns, labelled, seed: int, wo
     )
     collator, dataset = None, columns
     if variant == "st_in_batch_kd":
-        teacher_dtype = "bfloat16" if config.bf16 else "float32"
-        loss = InBatchKDLoss(student, teacher, temperature=config.temperature, teacher_dtype=teacher_dtype)
+        teacher_autocast_dtype = "bfloat16" if config.bf16 else "float32"
+        loss = InBatchKDLoss(
+            student, teacher, temperature=config.temperature, teacher_autocast_dtype=teacher_autocast_dtype
+        )
         collator = InBatchKDDataCollator.for_model(student, args)
     elif variant == "st_mnrl":
         loss = MultipleNegativesRankingLoss(student)

@@ -10,11 +10,11 @@ every variant; one step = ``TCTTrainer.compute_loss`` + ``backward`` + ``AdamW.s
   (``BertForSequenceClassification`` scoring the ``B(1+n)`` concatenated query-passage pairs, frozen, inference
   mode, the same length buckets as the ColBERT teacher);
 
-each teacher in float32 and in bf16 autocast (``teacher_dtype``). Variants are timed interleaved (A B C ..., then
-reversed), medians; ratios are to ``none`` measured in the same run. Also: peak memory of one step per variant,
-examples/s, step time vs batch size (``--scaling-batch-sizes``), and the fidelity cost of the bf16 teacher = the
-mean over rows of KL(softmax(s_fp32 / 0.25) || softmax(s_bf16 / 0.25)) on the benchmark batch (issue 5: bf16 may
-become the default only when it is < 1e-3).
+each teacher in float32 and in bf16 autocast (``teacher_autocast_dtype``). Variants are timed interleaved
+(A B C ..., then reversed), medians; ratios are to ``none`` measured in the same run. Also: peak memory of one step
+per variant, examples/s, step time vs batch size (``--scaling-batch-sizes``), and the fidelity cost of the bf16
+teacher = the mean over rows of KL(softmax(s_fp32 / 0.25) || softmax(s_bf16 / 0.25)) on the benchmark batch (issue 5:
+bf16 may become the default only when it is < 1e-3).
 
 Cached gradients (``--gradient-cache-batch-sizes``, issue 12): in-batch KD steps with and without
 ``gradient_cache_chunk_size`` against batch size, each (batch, variant) in a FRESH subprocess so that its peak memory
@@ -230,7 +230,9 @@ class CrossEncoderTrainer(TCTTrainer):
         self.pairs = pairs
 
     def teacher_pair_scores(self, inputs, num_negatives: int) -> torch.Tensor:
-        return cross_encoder_scores(self.teacher, self.pairs, self.args.teacher_dtype).view(-1, 1 + num_negatives)
+        return cross_encoder_scores(self.teacher, self.pairs, self.args.teacher_autocast_dtype).view(
+            -1, 1 + num_negatives
+        )
 
 
 def student_autocast(args: argparse.Namespace, device: torch.device):
@@ -273,7 +275,7 @@ class StepBench:
                 training_args = TCTTrainingArguments(
                     output_dir=output_dir,
                     kd_mode="pairwise" if variant == "pairwise_cross_encoder" else variant,
-                    teacher_dtype=dtype_name,
+                    teacher_autocast_dtype=dtype_name,
                     teacher_passages=layout,
                     temperature=TEMPERATURE,
                     num_negatives=args.num_negatives,
@@ -368,7 +370,7 @@ def cache_step_worker(args: argparse.Namespace) -> None:
             args=TCTTrainingArguments(
                 output_dir=output_dir,
                 kd_mode="in_batch",
-                teacher_dtype="float32",
+                teacher_autocast_dtype="float32",
                 temperature=TEMPERATURE,
                 num_negatives=args.num_negatives,
                 per_device_train_batch_size=args.batch_size,

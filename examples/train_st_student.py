@@ -66,7 +66,9 @@ class ModelArguments:
     scale: float | None = field(
         default=None, metadata={"help": "Student logit scale (default: 20 for cosine students, 1 for dot)."}
     )
-    teacher_dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16 (GPU)."})
+    teacher_autocast_dtype: str = field(
+        default="auto", metadata={"help": "auto | float32 | bfloat16 | float16 (GPU)."}
+    )
     num_negatives: int = field(default=1, metadata={"help": "Negatives per query (columns negative_1..n)."})
 
 
@@ -83,7 +85,7 @@ class DataArguments:
 
 
 def fast_bf16() -> bool:
-    """bf16 autocast where the hardware runs it natively (the rule of the teacher's ``teacher_dtype="auto"``)."""
+    """bf16 autocast where the hardware runs it natively (the rule of the teacher's ``teacher_autocast_dtype="auto"``)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return resolve_teacher_dtype("auto", device) == torch.bfloat16
 
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         teacher,
         temperature=model_args.temperature,
         scale=model_args.scale,
-        teacher_dtype=model_args.teacher_dtype,
+        teacher_autocast_dtype=model_args.teacher_autocast_dtype,
     )
     trainer = SentenceTransformerTrainer(
         model=student,

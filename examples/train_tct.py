@@ -138,7 +138,7 @@ class DataArguments:
 
 def fast_bf16() -> bool:
     """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU with AVX512-BF16 / AMX (2.5x faster than fp32 here).
-    The same rule as the teacher's ``teacher_dtype="auto"``."""
+    The same rule as the teacher's ``teacher_autocast_dtype="auto"``."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return resolve_teacher_dtype("auto", device) == torch.bfloat16
 

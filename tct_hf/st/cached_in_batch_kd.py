@@ -44,7 +44,8 @@ class CachedInBatchKDLoss(InBatchKDLoss):
     batch (without dropout; with dropout the masks are those of the mini-batch forward passes).
 
     Args:
-        model, teacher, temperature, scale, mask_duplicates, gather_across_devices, teacher_dtype: as `InBatchKDLoss`.
+        model, teacher, temperature, scale, mask_duplicates, gather_across_devices, teacher_autocast_dtype: as
+            `InBatchKDLoss`.
         mini_batch_size: texts per forward pass of the student (and of the teacher). Memory grows with it, not with
             the batch; the batch size then only sets how many in-batch negatives each query sees.
 
@@ -72,7 +73,7 @@ class CachedInBatchKDLoss(InBatchKDLoss):
         scale: float | None = None,
         mask_duplicates: bool = True,
         gather_across_devices: bool | None = None,
-        teacher_dtype: str = "auto",
+        teacher_autocast_dtype: str = "auto",
         mini_batch_size: int = 32,
     ) -> None:
         super().__init__(
@@ -82,7 +83,7 @@ class CachedInBatchKDLoss(InBatchKDLoss):
             scale=scale,
             mask_duplicates=mask_duplicates,
             gather_across_devices=gather_across_devices,
-            teacher_dtype=teacher_dtype,
+            teacher_autocast_dtype=teacher_autocast_dtype,
         )
         check_chunk_size("CachedInBatchKDLoss", mini_batch_size)
         self.mini_batch_size = mini_batch_size
@@ -96,7 +97,7 @@ class CachedInBatchKDLoss(InBatchKDLoss):
             queries,
             passages,
             gather=gather,
-            teacher_dtype=self.teacher_dtype,
+            teacher_autocast_dtype=self.teacher_autocast_dtype,
             device=device,
             chunk_size=self.mini_batch_size,
         )

@@ -53,7 +53,7 @@ class InBatchKDLoss(nn.Module):
         mask_duplicates: exclude duplicate passages (same text) as `tct_hf.losses.duplicate_passage_mask` says.
         gather_across_devices: gather every process's positives and negatives, with gradient, so each query is
             distilled against the whole global batch. None (default): on when more than one process runs.
-        teacher_dtype: the teacher encoder's precision: "auto" (bf16 where the hardware runs it natively, else
+        teacher_autocast_dtype: the teacher encoder's precision: "auto" (bf16 where the hardware runs it natively, else
             float32), "float32", "bfloat16", "float16" (GPU). MaxSim always accumulates in float32.
 
     References:
@@ -102,7 +102,7 @@ class InBatchKDLoss(nn.Module):
         scale: float | None = None,
         mask_duplicates: bool = True,
         gather_across_devices: bool | None = None,
-        teacher_dtype: str = "auto",
+        teacher_autocast_dtype: str = "auto",
     ) -> None:
         super().__init__()
         if not isinstance(model, SentenceTransformer):
@@ -122,13 +122,13 @@ class InBatchKDLoss(nn.Module):
         if scale is not None and not scale > 0:
             raise ValueError(f"tct_hf/st: scale must be > 0 (or None for the default), got {scale}.")
         self.model = model
-        self.teacher = check_teacher(teacher, teacher_dtype)
+        self.teacher = check_teacher(teacher, teacher_autocast_dtype)
         self.similarity_fn_name = similarity
         self.temperature = temperature
         self.scale = DEFAULT_SCALES[similarity] if scale is None else float(scale)
         self.mask_duplicates = mask_duplicates
         self.gather_across_devices = gather_across_devices
-        self.teacher_dtype = teacher_dtype
+        self.teacher_autocast_dtype = teacher_autocast_dtype
 
     # ------------------------------------------------------------------ texts
 
@@ -169,7 +169,12 @@ class InBatchKDLoss(nn.Module):
         device = self.model.device if device is None else device
         gather = resolve_gather_across_devices(self.gather_across_devices)
         return teacher_scores(
-            self.teacher, queries, passages, gather=gather, teacher_dtype=self.teacher_dtype, device=device
+            self.teacher,
+            queries,
+            passages,
+            gather=gather,
+            teacher_autocast_dtype=self.teacher_autocast_dtype,
+            device=device,
         )
 
     @staticmethod
@@ -240,7 +245,7 @@ class InBatchKDLoss(nn.Module):
             "similarity_fct": self.similarity_fn_name,
             "mask_duplicates": self.mask_duplicates,
             "gather_across_devices": self.gather_across_devices,
-            "teacher_dtype": self.teacher_dtype,
+            "teacher_autocast_dtype": self.teacher_autocast_dtype,
         }
 
     @property

@@ -6,7 +6,7 @@ of teacher are accepted:
 
 - a tct_hf `ColBERTModel` (our checkpoints, Stanford ColBERT, sentence-transformers multi-vector or PyLate
   directories): tokenized by `tokenize_queries` / `tokenize_passages`, encoded by the trainer's own
-  `teacher_token_embeddings` (length buckets on the CPU, ``teacher_dtype`` autocast, float32 projection);
+  `teacher_token_embeddings` (length buckets on the CPU, ``teacher_autocast_dtype`` autocast, float32 projection);
 - a sentence-transformers `MultiVectorEncoder` (its ColBERT): encoded by its own `encode_query` /
   `encode_document` (its prompts, query expansion, skiplist and normalisation), scored by plain MaxSim (its
   ``similarity_fn_name`` must be ``"maxsim"``).
@@ -37,7 +37,7 @@ def _is_multi_vector_encoder(teacher: Any) -> bool:
     return isinstance(teacher, MultiVectorEncoder)
 
 
-def check_teacher(teacher: Any, teacher_dtype: str) -> torch.nn.Module:
+def check_teacher(teacher: Any, teacher_autocast_dtype: str) -> torch.nn.Module:
     """The teacher frozen (eval mode, no gradients); a clear error naming ``teacher`` when it is not a ColBERT."""
     if isinstance(teacher, ColBERTModel):
         if teacher.tokenizer is None:
@@ -57,8 +57,11 @@ def check_teacher(teacher: Any, teacher_dtype: str) -> torch.nn.Module:
             f"sentence_transformers.MultiVectorEncoder), got {type(teacher).__name__}. Load a ColBERT checkpoint with "
             "tct_hf.ColBERTModel.from_pretrained(path) (tct_hf, Stanford ColBERT, multi-vector or PyLate directories)."
         )
-    if teacher_dtype != "auto" and teacher_dtype not in DTYPES:
-        raise ValueError(f"tct_hf/st: teacher_dtype must be 'auto' or one of {sorted(DTYPES)}, got {teacher_dtype!r}.")
+    if teacher_autocast_dtype != "auto" and teacher_autocast_dtype not in DTYPES:
+        raise ValueError(
+            f"tct_hf/st: teacher_autocast_dtype must be 'auto' or one of {sorted(DTYPES)}, "
+            f"got {teacher_autocast_dtype!r}."
+        )
     return freeze(teacher)
 
 
@@ -74,7 +77,7 @@ def teacher_tokens(
     teacher: torch.nn.Module,
     queries: list[str],
     passages: list[str],
-    teacher_dtype: str,
+    teacher_autocast_dtype: str,
     device: torch.device,
     chunk_size: int | None = None,
 ) -> TeacherTokens:
@@ -91,8 +94,8 @@ def teacher_tokens(
             "teacher_passage_input_ids": passage_batch["input_ids"],
             "teacher_passage_attention_mask": passage_batch["attention_mask"],
         }
-        return teacher_token_embeddings(teacher, inputs, teacher_dtype, chunk_size=chunk_size)
-    with torch.inference_mode(), teacher_autocast(teacher_dtype, device):
+        return teacher_token_embeddings(teacher, inputs, teacher_autocast_dtype, chunk_size=chunk_size)
+    with torch.inference_mode(), teacher_autocast(teacher_autocast_dtype, device):
         options = {"show_progress_bar": False, "convert_to_numpy": False}
         query_vectors = teacher.encode_query(queries, batch_size=chunk_size or len(queries), **options)
         passage_vectors = teacher.encode_document(passages, batch_size=chunk_size or len(passages), **options)
@@ -107,7 +110,7 @@ def teacher_scores(
     passages: list[str],
     *,
     gather: bool,
-    teacher_dtype: str,
+    teacher_autocast_dtype: str,
     device: torch.device,
     chunk_size: int | None = None,
 ) -> Tensor:
@@ -116,7 +119,7 @@ def teacher_scores(
     ``passages`` are this process's passages in the losses' column order (positives, then each query's negatives);
     with ``gather`` the columns are every process's passages in the global order.
     """
-    q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_dtype, device, chunk_size)
+    q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_autocast_dtype, device, chunk_size)
     # MaxSim in float32 even inside the student's mixed-precision autocast (a bf16 matmul would round the targets).
     with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=False):
         if gather:

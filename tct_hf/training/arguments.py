@@ -79,15 +79,14 @@ class TCTTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Never count a copy of a query's positive, or a repeated passage, as an extra negative."},
     )
-    teacher_dtype: str = field(
+    teacher_autocast_dtype: str = field(
         default="auto",
         metadata={
             "help": "Autocast dtype of the frozen teacher's encoder (MaxSim and the 128-d projection stay float32): "
             "float32, bfloat16, float16 or auto (default: bfloat16 where the hardware runs it natively, CUDA with "
-            "bf16 or a CPU with avx512_bf16/AMX, else float32). benchmarks/train_step.py measured the bf16 teacher's "
-            "fidelity cost, the mean row KL between the fp32 and bf16 teachers' softmax(scores/0.25), at 7.9e-4 to "
-            "8.9e-4 (batches 32-96): under the 1e-3 bound we set, for a cheaper step (benchmarks/RESULTS.md). "
-            "Use float32 for bit-level comparisons (bf16 rounding depends on how passages are batched)."
+            "bf16 or a CPU with avx512_bf16/AMX, else float32); the bf16 teacher's cost in fidelity is measured in "
+            "benchmarks/RESULTS.md. Use float32 for bit-level comparisons (bf16 rounding depends on how passages are "
+            "batched)."
         },
     )
     gradient_cache_chunk_size: int | None = field(
@@ -130,8 +129,10 @@ class TCTTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.kd_mode not in KD_MODES:
             raise ValueError(f"kd_mode must be one of {KD_MODES}, got {self.kd_mode!r}")
-        if self.teacher_dtype not in TEACHER_DTYPES:
-            raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}")
+        if self.teacher_autocast_dtype not in TEACHER_DTYPES:
+            raise ValueError(
+                f"teacher_autocast_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_autocast_dtype!r}"
+            )
         if self.teacher_passages not in TEACHER_PASSAGES:
             raise ValueError(f"teacher_passages must be one of {TEACHER_PASSAGES}, got {self.teacher_passages!r}")
         if self.temperature <= 0 or self.student_temperature <= 0:

@@ -1,22 +1,21 @@
 """The frozen ColBERT teacher's side of a training step: token embeddings computed once, then either the whole
 in-batch score matrix or only each query's own pairs, in the precision the caller allows (MaxSim always in fp32).
 
-What keeps the teacher cheap (measured by ``benchmarks/train_step.py``):
+What keeps the teacher cheap (measurements: benchmarks/RESULTS.md, from ``benchmarks/train_step.py``):
 
 - ``torch.inference_mode`` (no autograd graph, no saved activations); only the small score matrix is copied out
   as a normal tensor, so the loss can use it as a target;
 - passages encoded on their real tokens only (``teacher_passages="unpadded"``, the default): BERT and the projection
   run on the attended tokens packed into one row (`tct_hf.bert_unpadded`), so a batch padded to its longest passage
-  (~2x the mean length of MS MARCO passages) costs its real tokens; attention runs per group of length-sorted
+  costs only its real tokens; attention runs per group of length-sorted
   passages, ``CPU_ATTENTION_GROUPS`` (8) groups on the CPU and one launch on accelerators. ``"buckets"`` (length
   buckets each padded to its own longest passage, ``CPU_LENGTH_BUCKETS`` on the CPU) and ``"padded"`` (one call on
   the padded batch) stay for measurement. All three give the same vectors up to float rounding;
-- ``teacher_dtype``: bf16/fp16 autocast for the BERT encoder, or exactly float32 (autocast explicitly off, so an
-  outer mixed-precision context of the student cannot lower it); ``"auto"`` = bf16 where the hardware runs it
+- ``teacher_autocast_dtype``: bf16/fp16 autocast for the BERT encoder, or exactly float32 (autocast explicitly off,
+  so an outer mixed-precision context of the student cannot lower it); ``"auto"`` = bf16 where the hardware runs it
   natively (CUDA with bf16, or a CPU with ``avx512_bf16`` / AMX), else float32. Under autocast the small 128-d
-  projection still runs in float32 on the encoder's float32 LayerNorm output: it costs ~1% of the encoder and
-  halves the bf16 teacher's distortion of softmax(scores / 0.25) (mean row KL to the fp32 teacher ~1e-3 -> ~4e-4
-  on the benchmark batch);
+  projection still runs in float32 on the encoder's float32 LayerNorm output: it costs little and about halves the
+  bf16 teacher's distortion of softmax(scores / 0.25);
 - MaxSim accumulated in float32 on the token embeddings computed once per step (`in_batch_teacher_scores` and
   `pairwise_teacher_scores` both take precomputed `TeacherTokens` when a caller needs both).
 
@@ -100,10 +99,10 @@ def resolve_teacher_dtype(dtype_name: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
         return torch.float32
     if dtype_name not in DTYPES:
-        raise ValueError(f"teacher_dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype_name!r}")
+        raise ValueError(f"teacher_autocast_dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype_name!r}")
     dtype = DTYPES[dtype_name]
     if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("teacher_dtype='float16' needs a GPU; use 'bfloat16' or 'auto' on CPU.")
+        raise ValueError("teacher_autocast_dtype='float16' needs a GPU; use 'bfloat16' or 'auto' on CPU.")
     return dtype
 
 

@@ -80,7 +80,8 @@ class TCTTrainer(LossTrainer):
 
     Args:
         model: the student, a `TCTModel`.
-        args: `TCTTrainingArguments` (`kd_mode`, `temperature`, `gather_across_devices`, `teacher_dtype`, ...).
+        args: `TCTTrainingArguments` (`kd_mode`, `temperature`, `gather_across_devices`, `teacher_autocast_dtype`,
+            ...).
         teacher: a `ColBERTModel`; required unless `args.kd_mode == "none"`.
         **kwargs: passed to `transformers.Trainer` (data_collator = `tct_hf.data.TCTCollator`, datasets, callbacks).
 
@@ -142,7 +143,7 @@ class TCTTrainer(LossTrainer):
             self.teacher,
             inputs,
             gather=gather,
-            dtype_name=args.teacher_dtype,
+            dtype_name=args.teacher_autocast_dtype,
             chunk_size=args.gradient_cache_chunk_size,
             passage_layout=args.teacher_passages,
         )
@@ -154,7 +155,7 @@ class TCTTrainer(LossTrainer):
             self.teacher,
             inputs,
             num_negatives,
-            self.args.teacher_dtype,
+            self.args.teacher_autocast_dtype,
             chunk_size=self.args.gradient_cache_chunk_size,
             passage_layout=self.args.teacher_passages,
         )

@@ -77,7 +77,7 @@ def test_train_tct_on_documents_warm_started_from_a_passage_student(documents, t
             "--min_relevance", "1", "--negatives_depth", "100", "--passage_max_length", "60",
             "--dev_collection", str(documents["collection"]), "--dev_queries", str(documents["queries"]),
             "--dev_qrels", str(documents["qrels"]), "--teacher_train_steps", "2", "--teacher_dim", "16",
-            "--teacher_batch_size", "4", "--teacher_dtype", "float32", *TINY,
+            "--teacher_batch_size", "4", "--teacher_autocast_dtype", "float32", *TINY,
         ]
     )  # fmt: skip
     assert set(results["student_after"]) == {"RR@100", "RR@10", "nDCG@10", "R@100"}

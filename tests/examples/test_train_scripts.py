@@ -69,7 +69,8 @@ def test_train_tct_demo_path_trains_evaluates_saves_and_pushes(backbone, small_d
         [
             "--student_model", str(backbone), "--output_dir", str(out), "--max_steps", "2",
             "--teacher_train_steps", "2", "--teacher_dim", "16", "--teacher_batch_size", "4",
-            "--teacher_dtype", "float32", "--push_to_hub", "true", "--hub_model_id", "me/tct-tiny", *small_dev, *TINY,
+            "--teacher_autocast_dtype", "float32", "--push_to_hub", "true", "--hub_model_id", "me/tct-tiny",
+            *small_dev, *TINY,
         ]
     )  # fmt: skip
     assert set(results) == {"student_before", "teacher", "student_after"}

@@ -27,7 +27,7 @@ def test_train_st_student_default_path(backbone, small_dev, tmp_path):  # noqa: 
         [
             "--student_model", str(backbone), "--output_dir", str(out), "--max_steps", "2",
             "--teacher_train_steps", "2", "--teacher_dim", "16", "--teacher_batch_size", "4",
-            "--teacher_dtype", "float32", *small_dev, *TINY,
+            "--teacher_autocast_dtype", "float32", *small_dev, *TINY,
         ]
     )  # fmt: skip
     assert set(results) == {"student_before", "student_after"}

@@ -67,7 +67,7 @@ def main(student_dir: str, teacher_dir: str, out_dir: str) -> None:
         model=student,
         args=args,
         train_dataset=Dataset.from_list(rows()),
-        loss=InBatchKDLoss(student, teacher, teacher_dtype="float32"),
+        loss=InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"),
         data_collator=InBatchKDDataCollator.for_model(student, args),
     )
     trainer.train()

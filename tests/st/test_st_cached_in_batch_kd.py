@@ -47,8 +47,8 @@ def test_cached_loss_equals_the_uncached_loss(similarity, mini_batch_size):
     torch.manual_seed(0)
     student = make_student(dirs()["student"], similarity=similarity)
     rows = rows_with_duplicates()
-    loss, expected = loss_and_grads(InBatchKDLoss(student, teacher, teacher_dtype="float32"), student, rows)
-    cached = CachedInBatchKDLoss(student, teacher, teacher_dtype="float32", mini_batch_size=mini_batch_size)
+    loss, expected = loss_and_grads(InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"), student, rows)
+    cached = CachedInBatchKDLoss(student, teacher, teacher_autocast_dtype="float32", mini_batch_size=mini_batch_size)
     cached_loss, got = loss_and_grads(cached, student, rows)
     assert abs(cached_loss - loss) < 1e-5
     assert_same(got, expected)
@@ -61,7 +61,7 @@ def test_dropout_of_the_mini_batches_is_replayed(tmp_path):
     torch.manual_seed(0)
     student = make_student(write_tiny_bert(tmp_path / "dropout", seed=1, hidden_dropout_prob=0.2)).train()
     rows = rows_with_duplicates()
-    reference_fn = InBatchKDLoss(student, teacher, teacher_dtype="float32")
+    reference_fn = InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32")
     features = features_of(student, rows)
     queries, passages = reference_fn.batch_texts(features)
     teacher_scores = reference_fn.teacher_scores(queries, passages)
@@ -80,7 +80,7 @@ def test_dropout_of_the_mini_batches_is_replayed(tmp_path):
     reference.backward()
     expected = {name: p.grad.clone() for name, p in student.named_parameters() if p.grad is not None}
     student.zero_grad(set_to_none=True)
-    cached = CachedInBatchKDLoss(student, teacher, teacher_dtype="float32", mini_batch_size=2)
+    cached = CachedInBatchKDLoss(student, teacher, teacher_autocast_dtype="float32", mini_batch_size=2)
     torch.manual_seed(5)
     loss, got = loss_and_grads(cached, student, rows)
     assert abs(loss - float(reference.detach())) < 1e-6
@@ -101,7 +101,7 @@ def test_in_the_trainer_with_gradient_accumulation(tmp_path):
     rows = make_rows(6, num_negatives=1)
     torch.manual_seed(0)
     reference = make_student(dirs()["student"])
-    loss_fn = InBatchKDLoss(reference, teacher, teacher_dtype="float32")
+    loss_fn = InBatchKDLoss(reference, teacher, teacher_autocast_dtype="float32")
     for half in (rows[:3], rows[3:]):
         (loss_fn(features_of(reference, half)) / 2).backward()
     expected = {n: p.detach() - p.grad for n, p in reference.named_parameters() if p.grad is not None}
@@ -126,7 +126,7 @@ def test_in_the_trainer_with_gradient_accumulation(tmp_path):
         model=student,
         args=args,
         train_dataset=Dataset.from_list(rows),
-        loss=CachedInBatchKDLoss(student, teacher, teacher_dtype="float32", mini_batch_size=2),
+        loss=CachedInBatchKDLoss(student, teacher, teacher_autocast_dtype="float32", mini_batch_size=2),
         data_collator=InBatchKDDataCollator.for_model(student, args),
     )
     trainer.train()

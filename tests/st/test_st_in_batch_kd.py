@@ -58,7 +58,7 @@ def test_loss_and_gradients_match_naive_loop(similarity, scale):
     torch.manual_seed(0)
     student = make_student(st_dirs["student"], similarity=similarity)
     rows = rows_with_duplicates()
-    loss_fn = InBatchKDLoss(student, teacher, scale=scale, teacher_dtype="float32")
+    loss_fn = InBatchKDLoss(student, teacher, scale=scale, teacher_autocast_dtype="float32")
     assert loss_fn.scale == (scale or {"cosine": 20.0, "dot": 1.0}[similarity])
     loss = loss_fn(features_of(student, rows))
     loss.backward()
@@ -79,8 +79,8 @@ def test_duplicate_masking_changes_the_loss():
     student = new_student()
     teacher = load_teacher()
     rows = rows_with_duplicates()
-    masked = InBatchKDLoss(student, teacher, teacher_dtype="float32")(features_of(student, rows))
-    unmasked = InBatchKDLoss(student, teacher, teacher_dtype="float32", mask_duplicates=False)(
+    masked = InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32")(features_of(student, rows))
+    unmasked = InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32", mask_duplicates=False)(
         features_of(student, rows)
     )
     assert abs(float(masked) - float(unmasked)) > 1e-3
@@ -105,7 +105,7 @@ def test_teacher_scores_inside_the_loss_equal_score_matrix_on_the_texts():
     rows = make_rows(3, num_negatives=2)
     rows[0]["query"] = "Café PARIS Ünïcode ☃"
     rows[1]["positive"] = "Ünïcode passage, WITH Capitals."
-    loss_fn = InBatchKDLoss(student, teacher, teacher_dtype="float32")
+    loss_fn = InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32")
     seen = spy_teacher_scores(loss_fn)
     loss_fn(features_of(student, rows))
     queries, passages = texts_of(rows)
@@ -119,7 +119,7 @@ def test_multi_vector_encoder_teacher_scores_equal_its_similarity():
 
     teacher = MultiVectorEncoder(str(st_dirs["multi_vector"]), device="cpu")
     rows = make_rows(3, num_negatives=1)
-    loss_fn = InBatchKDLoss(student, teacher, teacher_dtype="float32")
+    loss_fn = InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32")
     seen = spy_teacher_scores(loss_fn)
     loss = loss_fn(features_of(student, rows))
     assert torch.isfinite(loss)
@@ -135,11 +135,11 @@ def test_teacher_is_frozen_and_its_precision_follows_teacher_dtype():
     rows = make_rows(4, num_negatives=1)
     queries, passages = texts_of(rows)
     exact = torch.from_numpy(teacher.score_matrix(queries, passages))
-    fp32 = InBatchKDLoss(student, teacher, teacher_dtype="float32")
+    fp32 = InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32")
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the student's mixed precision must not lower the teacher
         torch.testing.assert_close(fp32.teacher_scores(queries, passages), exact, atol=1e-5, rtol=0)
-    bf16 = InBatchKDLoss(student, teacher, teacher_dtype="bfloat16").teacher_scores(queries, passages)
+    bf16 = InBatchKDLoss(student, teacher, teacher_autocast_dtype="bfloat16").teacher_scores(queries, passages)
     assert bf16.dtype == torch.float32
     assert 0 < float((bf16 - exact).abs().max()) < 0.05 * float(exact.abs().max())
 
@@ -174,8 +174,8 @@ def test_teacher_without_tokenizer_and_bad_dtype_are_refused():
     bare.tokenizer = None
     with pytest.raises(ValueError, match="no tokenizer"):
         InBatchKDLoss(student, bare)
-    with pytest.raises(ValueError, match="teacher_dtype"):
-        InBatchKDLoss(student, teacher, teacher_dtype="int8")
+    with pytest.raises(ValueError, match="teacher_autocast_dtype"):
+        InBatchKDLoss(student, teacher, teacher_autocast_dtype="int8")
 
 
 def test_dataset_without_a_positive_column_is_refused():

@@ -25,7 +25,7 @@ def trainer_for(student, teacher, args, rows, **kwargs) -> SentenceTransformerTr
         model=student,
         args=args,
         train_dataset=Dataset.from_list(rows),
-        loss=InBatchKDLoss(student, teacher, teacher_dtype="float32"),
+        loss=InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"),
         data_collator=InBatchKDDataCollator.for_model(student, args),
         **kwargs,
     )
@@ -131,7 +131,7 @@ def test_gradient_accumulation_averages_the_micro_batches(tmp_path):
     rows = make_rows(4, num_negatives=1)
     torch.manual_seed(0)
     reference = make_student(st_dirs["student"])
-    loss_fn = InBatchKDLoss(reference, teacher, teacher_dtype="float32")
+    loss_fn = InBatchKDLoss(reference, teacher, teacher_autocast_dtype="float32")
     for half in (rows[:2], rows[2:]):
         (loss_fn(features_of(reference, half)) / 2).backward()
     expected = {n: p.detach() - p.grad for n, p in reference.named_parameters() if p.grad is not None}
@@ -157,7 +157,7 @@ def test_gradient_accumulation_averages_the_micro_batches(tmp_path):
         model=student,
         args=args,
         train_dataset=Dataset.from_list(rows),
-        loss=InBatchKDLoss(student, teacher, teacher_dtype="float32"),
+        loss=InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"),
         data_collator=InBatchKDDataCollator.for_model(student, args),
     )
     trainer.train()

@@ -40,7 +40,7 @@ def main(student_dir: str, teacher_dir: str, out_dir: str) -> None:
         query_max_length=8,
         passage_max_length=12,
         ddp_backend="gloo" if world > 1 else None,
-        teacher_dtype="float32",
+        teacher_autocast_dtype="float32",
     )
     refusal = None
     if world > 1:  # accelerate would give these CPU processes DDP: TCTTrainer refuses fsdp=True instead of ignoring it

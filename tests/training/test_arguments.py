@@ -36,7 +36,7 @@ def test_from_paper_defaults_overrides_win(tmp_path):
         ({"student_temperature": -1.0}, "temperature"),
         ({"kd_mode": "none", "ce_weight": 0.5}, "ce_weight"),
         ({"num_negatives": -1}, "num_negatives"),
-        ({"teacher_dtype": "int8"}, "teacher_dtype"),
+        ({"teacher_autocast_dtype": "int8"}, "teacher_autocast_dtype"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path, overrides, message):

@@ -30,7 +30,7 @@ def assert_same_gradients(got, expected, atol=1e-5):
 @pytest.mark.parametrize("kd_mode", MODES)
 def test_cached_step_equals_the_uncached_step_without_dropout(tiny_dirs, tmp_path, kd_mode):
     examples = make_examples(6, num_negatives=1)
-    common = dict(kd_mode=kd_mode, teacher_dtype="float32", per_device_train_batch_size=6)
+    common = dict(kd_mode=kd_mode, teacher_autocast_dtype="float32", per_device_train_batch_size=6)
     plain, student, _, collator = make_trainer(tiny_dirs, tmp_path / "plain", examples, **common)
     cached, *_ = make_trainer(tiny_dirs, tmp_path / "cached", examples, gradient_cache_chunk_size=4, **common)
     without_dropout(student)
@@ -65,7 +65,7 @@ def chunked_reference_step(trainer, student, batch, chunk_size):
 def test_cached_step_with_dropout_replays_the_same_dropout(tiny_dirs, tmp_path, kd_mode):
     examples = make_examples(6, num_negatives=1)
     cached, student, _, collator = make_trainer(
-        tiny_dirs, tmp_path, examples, kd_mode=kd_mode, teacher_dtype="float32", gradient_cache_chunk_size=4
+        tiny_dirs, tmp_path, examples, kd_mode=kd_mode, teacher_autocast_dtype="float32", gradient_cache_chunk_size=4
     )
     student.train()  # hidden dropout 0.1
     batch = collator(examples)
@@ -83,7 +83,12 @@ def test_cached_step_with_dropout_replays_the_same_dropout(tiny_dirs, tmp_path, 
 def test_gradient_accumulation_with_cached_gradients_equals_without(tiny_dirs, tmp_path):
     examples = make_examples(8, num_negatives=1)
     common = dict(
-        max_steps=1, optim="sgd", learning_rate=0.5, max_grad_norm=0.0, warmup_steps=0, teacher_dtype="float32"
+        max_steps=1,
+        optim="sgd",
+        learning_rate=0.5,
+        max_grad_norm=0.0,
+        warmup_steps=0,
+        teacher_autocast_dtype="float32",
     )
     common.update(per_device_train_batch_size=4, gradient_accumulation_steps=2)
     students = {}

@@ -86,7 +86,7 @@ def test_resolve_teacher_dtype(monkeypatch):
     assert resolve_teacher_dtype("auto", torch.device("meta")) == torch.float32  # neither CUDA nor CPU
     with pytest.raises(ValueError, match="GPU"):
         resolve_teacher_dtype("float16", cpu)
-    with pytest.raises(ValueError, match="teacher_dtype"):
+    with pytest.raises(ValueError, match="teacher_autocast_dtype"):
         resolve_teacher_dtype("int8", cpu)
 
 

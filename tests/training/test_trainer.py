@@ -223,7 +223,7 @@ PAPER_KD = {"temperature": 0.25, "student_temperature": 1.0, "ce_weight": 0.0}
 def test_kd_loss_reads_temperatures_and_ce_weight_from_the_arguments(tiny_dirs, tmp_path, kd_mode, changed):
     examples = make_examples(4, num_negatives=1)
     trainer, student, teacher, collator = make_trainer(
-        tiny_dirs, tmp_path, examples, kd_mode=kd_mode, teacher_dtype="float32", **changed
+        tiny_dirs, tmp_path, examples, kd_mode=kd_mode, teacher_autocast_dtype="float32", **changed
     )
     student.eval()
     batch = collator(examples)
@@ -270,7 +270,7 @@ def test_pairwise_kd_drops_a_negative_that_copies_the_own_positive(tiny_dirs, tm
             tmp_path / str(masked),
             examples,
             kd_mode="pairwise",
-            teacher_dtype="float32",
+            teacher_autocast_dtype="float32",
             num_negatives=2,
             mask_duplicate_passages=masked,
         )
