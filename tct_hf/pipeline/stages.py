@@ -158,7 +158,7 @@ def _teacher_metrics(context: Context, teacher) -> dict[str, float] | None:
     if not context.config.evaluate_teacher:
         return None
     return evaluate_teacher(
-        teacher, context.dev(), batch_size=context.config.encode_batch_size, dtype=context.eval_dtype
+        teacher, context.dev(), batch_size=context.config.encode_batch_size, autocast_dtype=context.eval_dtype
     )
 
 
@@ -166,7 +166,7 @@ def _student_metrics(context: Context, student) -> dict[str, float]:
     from tct_hf.training import evaluate_student
 
     return evaluate_student(
-        student, context.dev(), batch_size=context.config.encode_batch_size, dtype=context.eval_dtype
+        student, context.dev(), batch_size=context.config.encode_batch_size, autocast_dtype=context.eval_dtype
     )
 
 
