@@ -135,10 +135,10 @@ class Autocast:
         return getattr(self._model, name)
 
     def encode_passages(self, texts, titles=None, **kwargs):
-        return self._model.encode_passages(texts, titles=titles, dtype=self._dtype, **kwargs)
+        return self._model.encode_passages(texts, titles=titles, autocast_dtype=self._dtype, **kwargs)
 
     def encode_queries(self, texts, **kwargs):
-        return self._model.encode_queries(texts, dtype=self._dtype, **kwargs)
+        return self._model.encode_queries(texts, autocast_dtype=self._dtype, **kwargs)
 
 
 def evaluate(run, qrels, slots) -> dict[str, Any]:
