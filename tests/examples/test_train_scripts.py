@@ -17,6 +17,7 @@ import train_tct  # noqa: E402
 from utils import write_tiny_bert  # noqa: E402
 
 import tct_hf.hub.push as push_module  # noqa: E402
+from tct_hf.training import parse_script_arguments  # noqa: E402
 
 TINY = ["--per_device_train_batch_size", "4", "--bf16", "false", "--use_cpu", "true", "--logging_steps", "1"]
 
@@ -106,19 +107,25 @@ def test_bad_arguments_fail_clearly(backbone, tmp_path):
         train_tct.main(["--train_triples", str(tmp_path / "missing.tsv"), "--output_dir", str(tmp_path), *TINY])
 
 
+def parse_tct_arguments(argv: list[str]) -> tuple:
+    """train_tct.py's command line, parsed as its main() does."""
+    types = (train_tct.ModelArguments, train_tct.DataArguments, train_tct.TCTTrainingArguments)
+    return parse_script_arguments(argv, types, train_tct.DEMO_DEFAULTS)
+
+
 def test_save_steps_alone_saves_checkpoints_and_contradictions_are_refused(tmp_path):
     out = ["--output_dir", str(tmp_path / "out")]
-    _, _, args = train_tct.parse_arguments(["--save_steps", "2", *out])
+    _, _, args = parse_tct_arguments(["--save_steps", "2", *out])
     assert str(args.save_strategy.value) == "steps" and args.save_steps == 2  # the demo default "no" saved nothing
-    _, _, args = train_tct.parse_arguments(["--save-steps=3", *out])
+    _, _, args = parse_tct_arguments(["--save-steps=3", *out])
     assert str(args.save_strategy.value) == "steps" and args.save_steps == 3
-    _, _, args = train_tct.parse_arguments(out)
+    _, _, args = parse_tct_arguments(out)
     assert str(args.save_strategy.value) == "no"  # the demo keeps its default without --save_steps
     with pytest.raises(SystemExit, match="would write no checkpoint"):
-        train_tct.parse_arguments(["--save_steps", "2", "--save_strategy", "no", *out])
+        parse_tct_arguments(["--save_steps", "2", "--save_strategy", "no", *out])
     colbert = train_colbert
     colbert_types = (colbert.TeacherArguments, colbert.DataArguments, colbert.ColBERTTrainingArguments)
-    _, _, args = train_tct.parse_arguments(["--save_steps", "4", *out], colbert_types, colbert.COLBERT_DEMO_DEFAULTS)
+    _, _, args = parse_script_arguments(["--save_steps", "4", *out], colbert_types, colbert.COLBERT_DEMO_DEFAULTS)
     assert str(args.save_strategy.value) == "steps"
 
 
@@ -127,11 +134,11 @@ def test_a_non_empty_output_dir_is_refused_unless_meant(tmp_path):
     (tmp_path / "previous" / "model.safetensors").write_bytes(b"a previous run's model")
     out = ["--output_dir", str(tmp_path / "previous")]
     with pytest.raises(SystemExit, match="already exists and is not empty"):
-        train_tct.parse_arguments(out)
+        parse_tct_arguments(out)
     with pytest.raises(SystemExit, match="--overwrite_output_dir"):
         train_colbert.main([*out, "--max_steps", "1"])
-    assert train_tct.parse_arguments([*out, "--overwrite_output_dir"])[1].overwrite_output_dir
-    train_tct.parse_arguments([*out, "--resume_from_checkpoint", str(tmp_path / "previous")])
+    assert parse_tct_arguments([*out, "--overwrite_output_dir"])[1].overwrite_output_dir
+    parse_tct_arguments([*out, "--resume_from_checkpoint", str(tmp_path / "previous")])
     (tmp_path / "empty").mkdir()
-    train_tct.parse_arguments(["--output_dir", str(tmp_path / "empty")])
+    parse_tct_arguments(["--output_dir", str(tmp_path / "empty")])
     assert (tmp_path / "previous" / "model.safetensors").read_bytes() == b"a previous run's model"
