@@ -32,13 +32,12 @@ from sentence_transformers.sentence_transformer.training_args import SentenceTra
 from transformers import HfArgumentParser, set_seed
 
 from tct_hf import ColBERTModel
+from tct_hf.backbones import default_backbone
 from tct_hf.data import TCTCollator, build_training_examples, sample_paths
 from tct_hf.data.msmarco import load_collection, load_queries, qrels_to_dict
-from tct_hf.pipeline.runner import default_backbone
 from tct_hf.retrieval.bm25 import bm25_search
 from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss, to_sentence_transformers_columns
-from tct_hf.training import ColBERTTrainer, ColBERTTrainingArguments, DevSet, end_training, evaluate_student
-from tct_hf.training.teacher import resolve_teacher_dtype
+from tct_hf.training import ColBERTTrainer, ColBERTTrainingArguments, DevSet, end_training, evaluate_student, fast_bf16
 
 logger = logging.getLogger("train_st_student")
 
@@ -82,12 +81,6 @@ class DataArguments:
     dev_collection: str | None = field(default=None, metadata={"help": "Held-out corpus for retrieval metrics."})
     dev_queries: str | None = field(default=None, metadata={"help": "Held-out queries."})
     dev_qrels: str | None = field(default=None, metadata={"help": "Held-out qrels."})
-
-
-def fast_bf16() -> bool:
-    """bf16 autocast where the hardware runs it natively (the rule of the teacher's ``teacher_autocast_dtype="auto"``)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_teacher_dtype("auto", device) == torch.bfloat16
 
 
 DEMO_DEFAULTS = {
@@ -159,7 +152,10 @@ def load_data(data: DataArguments, num_negatives: int, seed: int):
     if data.dev_collection and data.dev_queries and data.dev_qrels:
         dev_collection = load_collection(data.dev_collection)
         dev_queries = {row["id"]: row["text"] for row in load_queries(data.dev_queries)}
-        dev = DevSet(dev_collection["id"], dev_collection["text"], dev_queries, qrels_to_dict(data.dev_qrels))
+        qrels = qrels_to_dict(data.dev_qrels)
+        # R@100, not R@1000, as the demo: the embedded sample has only 4,103 passages.
+        metrics = ("nDCG@10", "RR@10", "R@100")
+        dev = DevSet(dev_collection["id"], dev_collection["text"], dev_queries, qrels, metrics=metrics)
     return examples, dev, uses_sample
 
 
@@ -218,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     eval_dtype = torch.bfloat16 if args.bf16 else None
     results: dict = {}
     if dev is not None and args.should_save:
-        results["student_before"] = evaluate_student(student, dev, dtype=eval_dtype)
+        results["student_before"] = evaluate_student(student, dev, autocast_dtype=eval_dtype)
         print(json.dumps({"before": results}, indent=2), flush=True)
 
     # 6. Distillation through sentence-transformers' own trainer.
@@ -241,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 7. Metrics after; save the student with sentence-transformers' generated model card (and push it if asked).
     if args.should_save:
         if dev is not None:
-            results["student_after"] = evaluate_student(student, dev, dtype=eval_dtype)
+            results["student_after"] = evaluate_student(student, dev, autocast_dtype=eval_dtype)
         trainer.save_model(args.output_dir)
         summary = {"output_dir": args.output_dir, "student": student_path, **results}
         Path(args.output_dir, "retrieval_metrics.json").write_text(json.dumps(summary, indent=2))

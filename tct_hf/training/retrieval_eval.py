@@ -90,7 +90,9 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def evaluate_teacher(teacher, dev: DevSet, batch_size: int = 64, k: int = 100, dtype=None) -> dict[str, float]:
+def evaluate_teacher(
+    teacher, dev: DevSet, batch_size: int = 64, k: int | None = None, autocast_dtype: torch.dtype | None = None
+) -> dict[str, float]:
     """Exhaustive MaxSim of every dev query against every dev passage (the teacher's ceiling), then the metrics.
 
     `k` as in `evaluate_student`. `autocast_dtype` (e.g. `torch.bfloat16`) runs the encoder under autocast; MaxSim
