@@ -177,8 +177,10 @@ def precision_check(args: argparse.Namespace, device: torch.device) -> None:
         vectors, metrics = {}, {}
         for name, (weights, autocast_dtype) in settings.items():
             model = TCTModel.from_pretrained(temporary, dtype=weights).to(device).eval()
-            p = model.encode_passages(texts, batch_size=args.batch_size, dtype=autocast_dtype)
-            q = model.encode_queries([queries[qid] for qid in qids], batch_size=args.batch_size, dtype=autocast_dtype)
+            p = model.encode_passages(texts, batch_size=args.batch_size, autocast_dtype=autocast_dtype)
+            q = model.encode_queries(
+                [queries[qid] for qid in qids], batch_size=args.batch_size, autocast_dtype=autocast_dtype
+            )
             scores = q @ p.T
             top = np.argsort(-scores, axis=1)[:, :1000]
             run = {qid: {docids[j]: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
@@ -250,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run_ours(subset=texts):
         outputs["tct_hf"] = ours.encode_passages(
-            subset, batch_size=args.batch_size, max_length=args.max_length, dtype=autocast_dtype
+            subset, batch_size=args.batch_size, max_length=args.max_length, autocast_dtype=autocast_dtype
         )
 
     def run_st(subset=texts):
