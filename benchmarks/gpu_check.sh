@@ -70,14 +70,14 @@ if [ "${GPU_CHECK_DRY_RUN:-0}" = "1" ]; then
     WEIGHTS_SIZES=(--passages 32 --replicate 48 --batch-size 16 --repeats 1 --warmup 0)
     PRECISION_SIZES=(--passages 64 --batch-size 16)
     MODEL=()
-    ENCODE_DTYPE=(--dtype bfloat16)
+    ENCODE_DTYPE=(--autocast-dtype bfloat16)
 else
     TRAIN_SIZES=(--batch-size 96 --scaling-batch-sizes 256 --repeats 5 --warmup 2)
     ENCODE_SIZES=(--replicate 50000 --batch-size 256 --repeats 2)
     WEIGHTS_SIZES=(--replicate 20000 --batch-size 256 --repeats 2)
     PRECISION_SIZES=(--batch-size 256)
     MODEL=(--random-bert-base)
-    ENCODE_DTYPE=(--dtype bfloat16)
+    ENCODE_DTYPE=(--autocast-dtype bfloat16)
 fi
 TOKENIZER=()
 [ -d .whl/minilm_tokenizer ] && [ "$DEVICE" = cuda ] && TOKENIZER=(--tokenizer .whl/minilm_tokenizer)
@@ -102,7 +102,7 @@ timeout 240 "$PY" benchmarks/encode.py --device "$DEVICE" "${MODEL[@]}" "${TOKEN
 echo "encode rc=$?"
 
 # 5. The same with bf16 weights instead of autocast. ~1 minute.
-timeout 120 "$PY" benchmarks/encode.py --device "$DEVICE" "${MODEL[@]}" "${TOKENIZER[@]}" --weights-dtype bfloat16 \
+timeout 120 "$PY" benchmarks/encode.py --device "$DEVICE" "${MODEL[@]}" "${TOKENIZER[@]}" --dtype bfloat16 \
     --skip-unsorted "${WEIGHTS_SIZES[@]}" > "$OUT/encode_cuda_bf16_weights.json" 2> "$OUT/encode_cuda_bf16_weights.log"
 echo "encode bf16 weights rc=$?"
 
