@@ -8,7 +8,8 @@ from datasets import Dataset
 
 
 class TextLookup(Mapping):
-    """Read-only mapping `id -> text` over a `Dataset` with columns `id` and `text` (or over a dict).
+    """Read-only mapping `id -> text` over a `Dataset` with columns `id` and `text` (or over a dict); `column`
+    names another string column to look up (e.g. `title`).
 
     Rows stay in the memory-mapped Arrow table; only the id → row index is held in memory. When the ids are the
     row numbers themselves ("0", "1", ... as in MS MARCO's collection.tsv) no index is built at all.
@@ -19,13 +20,13 @@ class TextLookup(Mapping):
         'b'
     """
 
-    def __init__(self, source: Dataset | Mapping[str, str], name: str = "collection") -> None:
-        self.name = name
+    def __init__(self, source: Dataset | Mapping[str, str], name: str = "collection", column: str = "text") -> None:
+        self.name, self._column = name, column
         if isinstance(source, Dataset):
-            missing = {"id", "text"} - set(source.column_names)
+            missing = {"id", column} - set(source.column_names)
             if missing:
-                raise ValueError(f"{name} dataset needs columns 'id' and 'text'; it has {source.column_names}")
-            self._dataset = source.select_columns(["id", "text"])
+                raise ValueError(f"{name} dataset needs columns 'id' and {column!r}; it has {source.column_names}")
+            self._dataset = source.select_columns(["id", column])
             ids = self._dataset["id"]
             if all(identifier == str(row) for row, identifier in enumerate(ids)):
                 self._rows: dict[str, int] | None = None
@@ -54,7 +55,7 @@ class TextLookup(Mapping):
         identifier = str(identifier)
         if self._mapping is not None:
             return self._mapping[identifier]
-        return self._dataset[self._row(identifier)]["text"]
+        return self._dataset[self._row(identifier)][self._column]
 
     def __contains__(self, identifier: object) -> bool:
         if self._mapping is not None:

@@ -21,11 +21,12 @@ from pathlib import Path
 from datasets import Dataset, IterableDataset, load_dataset, load_from_disk
 
 from .lookup import as_lookup
+from .schema import ID_FEATURES
 
 QUERY_COLUMNS = ("query", "anchor", "question")
 POSITIVE_COLUMNS = ("positive", "pos", "passage", "document")
 _NUMBERED_NEGATIVE = re.compile(r"^negative_(\d+)$")
-MINED_COLUMNS = ("query_id", "query", "positive_id", "positive", "negative_ids", "negatives")
+MINED_COLUMNS = tuple(ID_FEATURES)
 
 
 def _pick(columns: list[str], candidates: tuple[str, ...], what: str) -> str:

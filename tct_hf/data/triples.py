@@ -21,26 +21,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from datasets import Dataset, Features, IterableDataset, List, Value
+from datasets import Dataset, IterableDataset
 
 from .errors import DataFormatError
 from .lookup import as_lookup
 from .msmarco import keep_row
+from .schema import ID_FEATURES, TEXT_FEATURES
 from .text_files import EMPTY_TEXT_POLICIES, LineIssues, cache_key, check_option, iter_tsv_rows, write_cached_dataset
-
-TEXT_TRIPLE_FEATURES = Features(
-    {"query": Value("string"), "positive": Value("string"), "negatives": List(Value("string"))}
-)
-ID_TRIPLE_FEATURES = Features(
-    {
-        "query_id": Value("string"),
-        "query": Value("string"),
-        "positive_id": Value("string"),
-        "positive": Value("string"),
-        "negative_ids": List(Value("string")),
-        "negatives": List(Value("string")),
-    }
-)
 
 
 def iter_text_triples(path: str, encoding_errors: str = "strict", empty: str = "keep") -> Iterator[dict]:
@@ -71,10 +58,10 @@ def load_text_triples(
         raise FileNotFoundError(f"{path}: no such file")
     kwargs = {"path": path, "encoding_errors": encoding_errors, "empty": empty}
     if streaming:
-        return IterableDataset.from_generator(iter_text_triples, features=TEXT_TRIPLE_FEATURES, gen_kwargs=kwargs)
+        return IterableDataset.from_generator(iter_text_triples, features=TEXT_FEATURES, gen_kwargs=kwargs)
     key = cache_key("text_triples", path, encoding_errors=encoding_errors, empty=empty)
     rows = lambda: (tuple(example.values()) for example in iter_text_triples(**kwargs))  # noqa: E731
-    return write_cached_dataset(rows, TEXT_TRIPLE_FEATURES, key, cache_dir)
+    return write_cached_dataset(rows, TEXT_FEATURES, key, cache_dir)
 
 
 def iter_id_triples(path: str, collection: Mapping[str, str], queries: Mapping[str, str]) -> Iterator[dict]:
@@ -125,7 +112,7 @@ def load_id_triples(
         "queries": as_lookup(queries, "queries"),
     }
     if streaming:
-        return IterableDataset.from_generator(iter_id_triples, features=ID_TRIPLE_FEATURES, gen_kwargs=kwargs)
+        return IterableDataset.from_generator(iter_id_triples, features=ID_FEATURES, gen_kwargs=kwargs)
     rows = list(iter_id_triples(**kwargs))
-    columns = {name: [row[name] for row in rows] for name in ID_TRIPLE_FEATURES}
-    return Dataset.from_dict(columns, features=ID_TRIPLE_FEATURES)
+    columns = {name: [row[name] for row in rows] for name in ID_FEATURES}
+    return Dataset.from_dict(columns, features=ID_FEATURES)

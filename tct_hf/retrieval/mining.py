@@ -37,8 +37,10 @@ A judged-relevant passage missing from the collection is an error (the qrels and
 is a teacher that cannot read the texts (see `check_teacher_reads`): both are found before anything is encoded. A
 mining that yields no row at all is an error too (there is no empty dataset: a training run on it could only fail).
 
-Determinism: one `numpy.random.Generator(seed)` draws for the queries in ``queries`` order and each query's positives
-in docid order, so the same inputs and seed give the same dataset.
+The rows are built by `tct_hf.data.build_training_examples` from the dense run (the teacher filter is its
+``candidate_filter``), so mined data and qrels-driven data share one sampler and one column schema. Determinism: one
+`random.Random(seed)` draws for the queries in ``queries`` order and each query's positives in docid order, so the
+same inputs and seed give the same dataset.
 
 Example::
 
@@ -57,6 +59,8 @@ from typing import Any
 
 import numpy as np
 
+from tct_hf.data.lookup import as_lookup
+from tct_hf.data.training_examples import build_training_examples, negative_candidates
 from tct_hf.outputs import OutputKind, atomic_directory
 
 logger = logging.getLogger(__name__)
@@ -84,16 +88,6 @@ def _as_index(index: Any) -> Any:
 
         return load_index(index)
     return index
-
-
-def sample_negatives(
-    candidates: list[str], num_negatives: int, with_replacement: bool, rng: np.random.Generator
-) -> list[str] | None:
-    """``num_negatives`` draws from ``candidates`` (None when they are exhausted, see the module docstring)."""
-    if not candidates or (not with_replacement and len(candidates) < num_negatives):
-        return None
-    picks = rng.choice(len(candidates), size=num_negatives, replace=with_replacement)
-    return [candidates[i] for i in picks.tolist()]
 
 
 def mine_hard_negatives(
@@ -135,8 +129,7 @@ def mine_hard_negatives(
             differs, `DenseIndex.check_model`); by default that is a `ModelMismatchError`, raised before encoding.
 
     Returns:
-        A `datasets.Dataset` with the columns of ``tct_hf.data.training_format.MINED_COLUMNS`` (and titles when
-        the collection has them).
+        A `datasets.Dataset` with the columns of `tct_hf.data.schema` (ids; titles when the collection has them).
     """
     import datasets
 
@@ -187,66 +180,58 @@ def mine_hard_negatives(
     )
     run = search(index, embeddings, mined_qids, k=depth)
 
-    from tct_hf.data.run_files import sort_run
-
-    ranked = sort_run(run, k=depth)
-    candidates_of = {
-        qid: [docid for docid, _ in ranked.get(qid, []) if docid not in set(relevant[qid])] for qid in mined_qids
-    }
-    teacher_scores = None
+    passages = as_lookup(corpus, "collection")
+    candidates_of = {qid: negative_candidates(run.get(qid, {}), judgments[qid], depth, passages) for qid in mined_qids}
+    teacher_scores, candidate_filter = None, None
+    dropped: dict[tuple[str, str], int] = {}
     if teacher is not None:
         pairs = [(qid, docid) for qid in mined_qids for docid in [*relevant[qid], *candidates_of[qid]]]
         teacher_scores = score_pairs(teacher, pairs, query_texts, corpus, row_of, teacher_batch_size)
-    rng = np.random.default_rng(seed)
-    rows: list[tuple[str, str, list[str]]] = []
-    dropped_per_row: list[int] = []
-    exhausted = dropped_total = considered_total = 0
-    for qid in mined_qids:
-        candidates = candidates_of[qid]
-        for positive in relevant[qid]:
-            kept = candidates
-            if teacher_scores is not None:
-                positive_score = teacher_scores[qid, positive]
-                threshold = positive_score - teacher_margin * (
-                    abs(positive_score) if teacher_margin_type == "relative" else 1.0
-                )
-                kept = [docid for docid in candidates if teacher_scores[qid, docid] < threshold]
-                dropped_total += len(candidates) - len(kept)
-                considered_total += len(candidates)
-            negatives = sample_negatives(kept, num_negatives, with_replacement, rng)
-            if negatives is None:
-                exhausted += 1
-                continue
-            rows.append((qid, positive, negatives))
-            dropped_per_row.append(len(candidates) - len(kept))
+
+        def candidate_filter(qid: str, positive: str, candidates: list[str]) -> list[str]:
+            positive_score = teacher_scores[qid, positive]
+            scale = abs(positive_score) if teacher_margin_type == "relative" else 1.0
+            kept = [
+                docid for docid in candidates if teacher_scores[qid, docid] < positive_score - teacher_margin * scale
+            ]
+            dropped[qid, positive] = len(candidates) - len(kept)
+            return kept
+
+    # One sampler and one column schema with qrels-driven data: the rows come from build_training_examples.
+    dataset = build_training_examples(
+        {qid: query_texts[qid] for qid in mined_qids},
+        {qid: judgments[qid] for qid in mined_qids},
+        corpus,
+        {qid: run.get(qid, {}) for qid in mined_qids},
+        num_negatives=num_negatives,
+        min_relevance=1,
+        depth=depth,
+        seed=seed,
+        on_short="skip",
+        with_replacement=with_replacement,
+        candidate_filter=candidate_filter,
+    )
+    exhausted = sum(len(relevant[qid]) for qid in mined_qids) - len(dataset)
     if teacher_scores is not None:
+        considered = sum(len(candidates_of[qid]) * len(relevant[qid]) for qid in mined_qids)
         logger.info(
             "teacher filter (%s margin %g): dropped %d of %d candidates (%.1f%%)",
             teacher_margin_type,
             teacher_margin,
-            dropped_total,
-            considered_total,
-            100.0 * dropped_total / max(considered_total, 1),
+            sum(dropped.values()),
+            considered,
+            100.0 * sum(dropped.values()) / max(considered, 1),
         )
-    if exhausted:
-        logger.warning(
-            "%d (query, positive) pairs skipped: fewer than %d non-relevant candidates in the top %d%s",
-            exhausted,
-            1 if with_replacement else num_negatives,
-            depth,
-            "" if with_replacement else " (no replacement)",
-        )
-        if teacher_scores is not None:
+        if exhausted:
             logger.warning("the teacher filter is counted in those skips: lower teacher_margin to keep more")
-    if not rows:  # an empty save_to_disk folder would not even load back (datasets refuses it)
+    if len(dataset) == 0:  # an empty save_to_disk folder would not even load back (datasets refuses it)
         raise ValueError(
             f"no row mined: all {exhausted} (query, positive) pairs had fewer than "
             f"{1 if with_replacement else num_negatives} non-relevant candidates in the top {depth}. "
             "Fix: raise depth, lower num_negatives, allow replacement (or lower teacher_margin)."
         )
-    dataset = _training_dataset(rows, query_texts, corpus, row_of, datasets)
     if teacher_scores is not None:
-        dataset = _with_teacher_columns(dataset, rows, dropped_per_row, teacher_scores, datasets)
+        dataset = _with_teacher_columns(dataset, dropped, teacher_scores, datasets)
     return dataset
 
 
@@ -341,55 +326,22 @@ def score_pairs(
     return scores
 
 
-def _with_teacher_columns(dataset: Any, rows, dropped_per_row: list[int], teacher_scores, datasets) -> Any:
-    dataset = dataset.add_column("teacher_dropped", dropped_per_row, feature=datasets.Value("int32"))
+def _with_teacher_columns(dataset: Any, dropped: dict, teacher_scores: dict, datasets) -> Any:
+    """The teacher's verdict on each row: candidates it dropped, its score of the positive and of each negative."""
+    keys = list(zip(dataset["query_id"], dataset["positive_id"], dataset["negative_ids"]))
+    dataset = dataset.add_column(
+        "teacher_dropped", [dropped[qid, positive] for qid, positive, _ in keys], feature=datasets.Value("int32")
+    )
     dataset = dataset.add_column(
         "positive_teacher_score",
-        [teacher_scores[qid, positive] for qid, positive, _ in rows],
+        [teacher_scores[qid, positive] for qid, positive, _ in keys],
         feature=datasets.Value("float32"),
     )
     return dataset.add_column(
         "negative_teacher_scores",
-        [[teacher_scores[qid, docid] for docid in negatives] for qid, _, negatives in rows],
+        [[teacher_scores[qid, docid] for docid in negatives] for qid, _, negatives in keys],
         feature=datasets.List(datasets.Value("float32")),
     )
-
-
-def _training_dataset(
-    rows: list[tuple[str, str, list[str]]], query_texts: dict[str, str], corpus: Any, row_of: dict[str, int], datasets
-) -> Any:
-    needed = sorted({row_of[d] for _, positive, negatives in rows for d in [positive, *negatives]})
-    has_titles = "title" in corpus.column_names
-    subset = corpus.select(needed) if needed else None
-    text_of: dict[str, str] = {}
-    title_of: dict[str, str] = {}
-    if subset is not None:
-        for item in subset:
-            text_of[str(item["id"])] = item["text"] or ""
-            if has_titles:
-                title_of[str(item["id"])] = item["title"] or ""
-    columns: dict[str, list] = {
-        "query_id": [qid for qid, _, _ in rows],
-        "query": [query_texts[qid] for qid, _, _ in rows],
-        "positive_id": [positive for _, positive, _ in rows],
-        "positive": [text_of[positive] for _, positive, _ in rows],
-        "negative_ids": [negatives for _, _, negatives in rows],
-        "negatives": [[text_of[d] for d in negatives] for _, _, negatives in rows],
-    }
-    features = {
-        "query_id": datasets.Value("string"),
-        "query": datasets.Value("string"),
-        "positive_id": datasets.Value("string"),
-        "positive": datasets.Value("string"),
-        "negative_ids": datasets.List(datasets.Value("string")),
-        "negatives": datasets.List(datasets.Value("string")),
-    }
-    if has_titles:
-        columns["positive_title"] = [title_of[positive] for _, positive, _ in rows]
-        columns["negative_titles"] = [[title_of[d] for d in negatives] for _, _, negatives in rows]
-        features["positive_title"] = datasets.Value("string")
-        features["negative_titles"] = datasets.List(datasets.Value("string"))
-    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
 def _recognise_saved_dataset(directory: Path) -> str | None:

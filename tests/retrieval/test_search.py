@@ -98,3 +98,27 @@ def test_bad_queries(queries, qids, message):
     index = build_index(np.eye(4, dtype=np.float32), ["a", "b", "c", "d"])
     with pytest.raises(ValueError, match=message):
         search(index, queries, qids)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_search_run_to_dict_equals_the_lazy_mapping(padded):
+    """to_dict's one-pass path (no cached row, no padding) and its per-row path (a row already read, or -1 padding)
+    give what per-query access gives: same queries in order, same ranked docids and scores; new dicts."""
+    from tct_hf.retrieval.search import SearchRun
+
+    rng = np.random.default_rng(5)
+    docids = np.array([f"d{i}" for i in range(20)])
+    scores = -np.sort(-rng.normal(size=(6, 7)), axis=1).astype(np.float32)
+    ids = np.stack([rng.permutation(20)[:7] for _ in range(6)])
+    if padded:
+        ids[2, 5:] = -1
+    qids = [f"q{i}" for i in (3, 0, 5, 1, 4, 2)]
+    fresh = SearchRun(qids, scores, ids, docids).to_dict()  # nothing cached
+    lazy = SearchRun(qids, scores, ids, docids)
+    expected = {qid: {docids[j]: float(s) for j, s in zip(ids[r], scores[r]) if j >= 0} for r, qid in enumerate(qids)}
+    assert list(fresh) == qids and fresh == expected
+    assert [list(fresh[qid]) for qid in qids] == [list(lazy[qid]) for qid in qids]  # ranked order kept
+    lazy_copy = lazy.to_dict()  # per-row path: rows are cached now
+    assert lazy_copy == expected and lazy_copy["q0"] is not lazy["q0"]
+    if padded:
+        assert len(fresh["q5"]) == 5
