@@ -67,7 +67,7 @@ def _json_default(value: Any) -> Any:
 def add_common_arguments(parser: argparse.ArgumentParser, repeats: int = 7, warmup: int = 1) -> None:
     """``--device``, ``--quick``, ``--repeats``, ``--warmup``, ``--threads``, ``--seed``."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available).")
-    parser.add_argument("--quick", action="store_true", help="Small sizes for CI-class machines (< 2 minutes).")
+    parser.add_argument("--quick", action="store_true", help="Small sizes for CI-class machines.")
     parser.add_argument("--repeats", type=int, default=repeats, help="Timed repetitions per variant (median).")
     parser.add_argument("--warmup", type=int, default=warmup, help="Untimed calls per variant before timing.")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")

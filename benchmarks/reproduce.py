@@ -1,7 +1,7 @@
 """Reproduce the TCT-ColBERT paper's Table 2 comparisons at small scale on a real collection (Cranfield).
 
-    HF_HUB_OFFLINE=1 python benchmarks/reproduce.py --output results.json            # full: 3 seeds, < 1 h on 2 cores
-    HF_HUB_OFFLINE=1 python benchmarks/reproduce.py --quick --output quick.json      # 1 seed, few steps, < 10 min
+    HF_HUB_OFFLINE=1 python benchmarks/reproduce.py --output results.json            # full: 3 seeds
+    HF_HUB_OFFLINE=1 python benchmarks/reproduce.py --quick --output quick.json      # 1 seed, few steps
 
 What is trained (every variant with the same seed, steps, batches and training examples):
 
@@ -63,7 +63,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="1 seed and few steps (< 10 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="1 seed and few steps (a smoke run)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...); default 3 (quick: 1)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="teacher fine-tuning steps")
     parser.add_argument("--student-steps", type=int, default=None, help="steps of each student variant")

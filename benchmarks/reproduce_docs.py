@@ -9,7 +9,7 @@ abstracts in one line, d placed at a seeded random slot (0 = first .. fillers = 
 Fillers are drawn from the abstracts judged relevant to no test query, so a document's relevance to a test query is
 exactly its target's judgment. With ~190 tokens per abstract the documents run to ~570 tokens, and the judged text
 often starts beyond the first 256 tokens (the JSON reports the fractions, measured with the model's tokenizer).
-The sizes keep the run near 10 minutes on 2 busy CPU cores.
+The sizes keep the run short on a small CPU machine (its time is in benchmarks/RESULTS.md).
 Titles: none (Cranfield has none; a title would carry the target into FirstP).
 
 Systems, each evaluated on the held-out Cranfield queries (the reproduce.py split) over all documents, top 100:

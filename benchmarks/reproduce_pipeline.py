@@ -32,7 +32,7 @@ logger = logging.getLogger("reproduce.pipeline")
 
 METRICS = ("nDCG@10", "RR@10", "R@100")
 # reproduce.py's --teacher-steps (warm-up teacher), --student-steps (warm-up student), --hn-steps (each teacher and
-# student stage after mining); the full preset is sized so 3 seeds finish in about 15 minutes on 2 CPU cores.
+# student stage after mining); the full preset is sized for a small CPU machine (its time is in benchmarks/RESULTS.md).
 PIPELINE_FULL = {"seeds": 3, "teacher_steps": 16, "student_steps": 16, "hn_steps": 8}
 PIPELINE_QUICK = {"seeds": 1, "teacher_steps": 8, "student_steps": 8, "hn_steps": 4}
 MINE_DEPTH = 50

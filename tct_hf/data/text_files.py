@@ -1,9 +1,8 @@
 """Line-level reading of TSV / JSONL files with errors that name the file and line, and a cached Arrow writer.
 
 Why not `load_dataset("csv", ...)`: its errors do not name a line, and it would need a second validating pass.
-One Python pass that validates, decodes and writes Arrow record batches is faster (measured on a 1M-line,
-368 MB MS MARCO-style collection, 2 CPU cores: 426k rows/s, against 290k rows/s for a validating pass followed by
-the csv builder, and 141k rows/s for `Dataset.from_generator`).
+One Python pass that validates, decodes and writes Arrow record batches is faster than a validating pass followed by
+the csv builder, or `Dataset.from_generator` (benchmarks/RESULTS.md, "Reading text files").
 
 Conventions of every reader built on this module:
 - fields are split on tabs only; quote characters have no meaning (`csv.QUOTE_NONE`) and the strings "null",
@@ -198,7 +197,7 @@ def write_cached_dataset(
 ) -> Dataset:
     """Build a memory-mapped `Dataset` from `rows()` (called only on a cache miss) and cache it under `key`.
 
-    Each row is a sequence of values in the order of `features` (tuples, not dicts: 1.4x faster here).
+    Each row is a sequence of values in the order of `features` (tuples, not dicts: cheaper to build).
 
     Rows are written in Arrow record batches of 50k rows to a temporary file that is renamed into place only
     after the last row, so a failure (e.g. a `DataFormatError` on line 5,000,000) leaves no cache entry.

@@ -8,8 +8,8 @@ import gc
 def end_training(trainer) -> None:
     """Wait for every process, release the DDP wrapper, then destroy the process group.
 
-    Destroying a gloo process group while a DDP reducer still holds it made about one 2-process CPU run in three hang
-    at interpreter exit (torch 2.13); freeing the wrapper first made 10 of 10 runs exit 0. Call it last in a script.
+    Destroying a gloo process group while a DDP reducer still holds it can hang the interpreter at exit; freeing the
+    wrapper first avoids it (the runs are counted in benchmarks/RESULTS.md). Call it last in a script.
     The trainer is unusable afterwards (its unwrapped model, e.g. `student`, stays valid).
     """
     accelerator = trainer.accelerator
