@@ -216,3 +216,20 @@ def test_position_embeddings_cap_the_default_and_refuse_a_longer_request(tmp_pat
     assert teacher.tokenize_passages([long_text])["input_ids"].shape[1] == 16
     with pytest.raises(ValueError, match="max_length=32 tokens, but the model has only 16 position embeddings"):
         teacher.tokenize_passages([long_text], max_length=32)
+
+
+def test_segments_of_a_sentence_transformers_encoder_count_its_special_tokens(tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    bert = write_tiny_bert(tmp_path / "bert")
+    SentenceTransformer(modules=[Transformer(str(bert)), Pooling(32, "mean")], device="cpu").save(str(tmp_path / "st"))
+    encoder = load_encoder(tmp_path / "st", encoder_type="sentence-transformers", device="cpu")
+    assert prefix_token_count(encoder) == 2  # [CLS] and [SEP]: no prompt
+    body = " ".join(VOCAB_WORDS[:30])
+    documents = Dataset.from_dict({"id": ["a", "b"], "text": [body, "heat water"]})
+    embeddings, ids = encode_segments(encoder, documents, 12, 5, show_progress_bar=False)
+    segments = Segmenter(encoder.model.tokenizer, 12, 5, 2).split(None, [body, "heat water"])
+    assert list(ids) == [f"a#{n}" for n in range(len(segments[0]))] + ["b#0"]
+    expected = encoder.encode_passages([text for _, text in segments[0]] + ["heat water"], max_length=12)
+    np.testing.assert_allclose(embeddings, expected, atol=1e-5)
