@@ -45,8 +45,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduce  # noqa: E402  (the Cranfield split, teacher and student training of the passage reproduction)
 
+from tct_hf.evaluation.metrics import DOCUMENT_METRICS as METRICS  # noqa: E402
+
 logger = logging.getLogger("reproduce_docs")
-METRICS = ("RR@100", "RR@10", "nDCG@10", "R@100")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
