@@ -174,3 +174,38 @@ def run_study(config, data: dict[str, Any], work_dir: Path) -> dict[str, Any]:
         "summary": summarize(per_seed),
         "t_tests_nDCG@10": paired_tests(per_seed),
     }
+
+
+LABELS = {
+    "warmup": "warm-up: TCT on BM25 negatives",
+    "hn_plus": "TCT HN+, teacher re-trained on the mined negatives",
+    "hn_plus_frozen_teacher": "TCT HN+, warm-up teacher (not re-trained)",
+    "hn_plus_filtered": "TCT HN+, re-trained teacher, teacher-filtered mining (margin 0)",
+    "hn_plus_refresh": "TCT HN+ + 1 refresh round (2x HN+)",
+}
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown tables of a `reproduce.py --pipeline` JSON: metrics (mean ± std over seeds) and the t-tests."""
+    seeds = len(result["per_seed"])
+    lines = [f"| variant (Cranfield test queries, mean ± std over {seeds} seeds) | nDCG@10 | RR@10 | R@100 |",
+             "|---|---:|---:|---:|"]  # fmt: skip
+    for variant, label in LABELS.items():
+        cells = [f"{result['summary'][variant][m]['mean']:.4f} ± {result['summary'][variant][m]['std']:.4f}"
+                 for m in METRICS]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "| comparison | Δ nDCG@10 (pooled) | t | p (pooled per query) | p (seed means) |",
+              "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name, entry in result["t_tests_nDCG@10"].items():
+        ours, theirs = name.split("_vs_")
+        seed_p = f"{entry['seed_means_p']:.3g}" if "seed_means_p" in entry else "–"
+        lines.append(f"| {ours} vs {theirs} | {entry['mean_difference']:+.4f} | {entry['t']:.2f} | "
+                     f"{entry['p']:.3g} ({entry['pairs']} pairs) | {seed_p} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(table(json.loads(Path(sys.argv[1]).read_text())))
