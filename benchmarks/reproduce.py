@@ -94,6 +94,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "MultipleNegativesRankingLoss, DistillKLDivLoss on pairwise teacher scores, the zero-shot model and the "
         "TCT-convention student (benchmarks/reproduce_st.py)",
     )
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="--pipeline: keep the stage folders here (a rerun resumes)"
+    )
     args = parser.parse_args(argv)
     if args.st and args.pipeline:
         parser.error("--st and --pipeline are two different studies: choose one")
@@ -529,8 +532,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if config.pipeline:  # the HN+ pipeline's ablations through tct_hf.pipeline, instead of Table 2's comparisons
         from reproduce_pipeline import run_study
 
-        with tempfile.TemporaryDirectory(prefix="tct-reproduce-pipeline-") as work_dir:
-            study = run_study(config, data, Path(work_dir))
+        if config.work_dir is not None:  # kept: a rerun skips every finished stage
+            study = run_study(config, data, config.work_dir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="tct-reproduce-pipeline-") as work_dir:
+                study = run_study(config, data, Path(work_dir))
         result = {
             "benchmark": "reproduce --pipeline",
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},

@@ -57,30 +57,40 @@ def steps_of(config) -> dict[str, int]:
 
 
 def write_data(data: dict[str, Any], folder: Path) -> dict[str, str]:
-    """The split Cranfield data as the pipeline's files (TSV collection and queries, TREC qrels)."""
+    """The split Cranfield data as the pipeline's files (TSV collection and queries, TREC qrels). A file that already
+    holds the same text is left alone, so a rerun in the same --work-dir keeps the stages' fingerprints."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "collection.tsv").write_text(
-        "".join(f"{docid}\t{text}\n" for docid, text in zip(data["docids"], data["texts"])), encoding="utf-8"
-    )
-    paths = {"collection": str(folder / "collection.tsv")}
+    texts = {"collection.tsv": "".join(f"{docid}\t{text}\n" for docid, text in zip(data["docids"], data["texts"]))}
     for split, queries, qrels in (("train", "train_queries", "train_qrels"), ("dev", "test_queries", "test_qrels")):
-        (folder / f"queries.{split}.tsv").write_text("".join(f"{q}\t{t}\n" for q, t in data[queries].items()))
-        rows = [f"{q} 0 {d} {r}\n" for q, judged in data[qrels].items() for d, r in judged.items()]
-        (folder / f"qrels.{split}.txt").write_text("".join(rows))
-        paths[f"{split}_queries"], paths[f"{split}_qrels"] = (str(folder / f"queries.{split}.tsv"),
-                                                              str(folder / f"qrels.{split}.txt"))  # fmt: skip
-    return paths
+        texts[f"queries.{split}.tsv"] = "".join(f"{q}\t{t}\n" for q, t in data[queries].items())
+        texts[f"qrels.{split}.txt"] = "".join(f"{q} 0 {d} {r}\n" for q, judged in data[qrels].items()
+                                             for d, r in judged.items())  # fmt: skip
+    for name, text in texts.items():
+        path = folder / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+    return {"collection": str(folder / "collection.tsv"),
+            **{f"{split}_{kind}": str(folder / f"{kind}.{split}.{'tsv' if kind == 'queries' else 'txt'}")
+               for split in ("train", "dev") for kind in ("queries", "qrels")}}  # fmt: skip
 
 
-def final_metrics(report: dict[str, Any], qrels) -> dict[str, Any]:
+def final_metrics(final_dir: Path, qrels) -> dict[str, Any]:
+    """A final stage's run.trec through `evaluate_run`: the metrics and per-query nDCG@10."""
     from tct_hf.data.run_files import read_run
     from tct_hf.evaluation.metrics import evaluate_run
 
-    final = Path(report["output_dir"]) / report["stages"][-1]["name"]
-    result = evaluate_run(read_run(final / "run.trec"), qrels, metrics=METRICS, per_query=True)
+    result = evaluate_run(read_run(final_dir / "run.trec"), qrels, metrics=METRICS, per_query=True)
     summary = {name: float(value) for name, value in result.metrics.items()}
     summary["per_query_nDCG@10"] = {qid: float(v["nDCG@10"]) for qid, v in sorted(result.per_query.items())}
     return summary
+
+
+def stage_summaries(output: Path) -> list[dict[str, Any]]:
+    import json
+
+    records = [json.loads(path.read_text()) for path in output.glob("*/stage.json")]
+    records.sort(key=lambda record: int(record["name"].split("-")[0]))
+    return [{key: record[key] for key in ("name", "seconds", "metrics")} for record in records]
 
 
 def run_seed(config, data: dict[str, Any], paths: dict[str, str], seed: int, work_dir: Path) -> dict[str, Any]:
@@ -114,11 +124,13 @@ def run_seed(config, data: dict[str, Any], paths: dict[str, str], seed: int, wor
     for name, (overrides, copy_from, copied) in VARIANTS.items():
         output = work_dir / f"seed{seed}" / name
         for stage in copied:
-            shutil.copytree(work_dir / f"seed{seed}" / copy_from / stage, output / stage)
+            if not (output / stage).exists():  # a rerun in the same --work-dir has them already
+                shutil.copytree(work_dir / f"seed{seed}" / copy_from / stage, output / stage)
         started = time.perf_counter()
         report = run_pipeline(PipelineConfig(output_dir=str(output), **{**base, **overrides}))
         result["seconds"][name] = round(time.perf_counter() - started, 1)
-        result["metrics"][name] = final_metrics(report, data["test_qrels"])
+        result["metrics"][name] = final_metrics(Path(report["output_dir"]) / report["stages"][-1]["name"],
+                                                data["test_qrels"])  # fmt: skip
         result["stages"][name] = [
             {key: stage[key] for key in ("name", "skipped", "seconds", "metrics")} for stage in report["stages"]
         ]
@@ -127,9 +139,9 @@ def run_seed(config, data: dict[str, Any], paths: dict[str, str], seed: int, wor
     return result
 
 
-def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(per_seed: list[dict[str, Any]], variants=tuple(VARIANTS)) -> dict[str, Any]:
     summary = {}
-    for variant in VARIANTS:
+    for variant in variants:
         summary[variant] = {}
         for metric in METRICS:
             values = [seed["metrics"][variant][metric] for seed in per_seed]
@@ -138,11 +150,13 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def paired_tests(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+def paired_tests(per_seed: list[dict[str, Any]], variants=tuple(VARIANTS)) -> dict[str, Any]:
     from scipy.stats import ttest_rel
 
     tests = {}
     for ours, theirs in COMPARISONS:
+        if ours not in variants or theirs not in variants:
+            continue
         a, b = [], []
         for seed in per_seed:
             mine, other = seed["metrics"][ours]["per_query_nDCG@10"], seed["metrics"][theirs]["per_query_nDCG@10"]
@@ -191,6 +205,8 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"| variant (Cranfield test queries, mean ± std over {seeds} seeds) | nDCG@10 | RR@10 | R@100 |",
              "|---|---:|---:|---:|"]  # fmt: skip
     for variant, label in LABELS.items():
+        if variant not in result["summary"]:
+            continue
         cells = [f"{result['summary'][variant][m]['mean']:.4f} ± {result['summary'][variant][m]['std']:.4f}"
                  for m in METRICS]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -204,8 +220,49 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+def collect(work_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The study from a --work-dir's stage folders (e.g. of an interrupted run): each seed's variants that have a
+    finished final stage, evaluated as `run_seed` does; the summary and the t-tests cover the variants finished in
+    every collected seed (the others are listed under ``unfinished``)."""
+    from tct_hf.pipeline import PipelineConfig, plan_stages
 
-    print(table(json.loads(Path(sys.argv[1]).read_text())))
+    per_seed = []
+    for seed_dir in sorted(work_dir.glob("seed*"), key=lambda path: int(path.name[4:])):
+        finals = {name: seed_dir / name / plan_stages(PipelineConfig(**overrides))[-1][0]
+                  for name, (overrides, _, _) in VARIANTS.items()}  # fmt: skip
+        finished = [name for name, final in finals.items() if (final / "stage.json").is_file()]
+        if finished:
+            per_seed.append({
+                "seed": int(seed_dir.name[4:]),
+                "metrics": {name: final_metrics(finals[name], data["test_qrels"]) for name in finished},
+                "stages": {name: stage_summaries(seed_dir / name) for name in VARIANTS if (seed_dir / name).is_dir()},
+            })  # fmt: skip
+    if not per_seed:
+        raise SystemExit(f"{work_dir}: no variant has finished")
+    common = [name for name in VARIANTS if all(name in seed["metrics"] for seed in per_seed)]
+    return {
+        "per_seed": per_seed,
+        "unfinished": {seed["seed"]: [n for n in VARIANTS if n not in seed["metrics"]] for seed in per_seed},
+        "summary": summarize(per_seed, common),
+        "t_tests_nDCG@10": paired_tests(per_seed, common),
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    from reproduce import DATA_DIR, load_cranfield
+
+    parser = argparse.ArgumentParser(description="Tables of a --pipeline result, or a result from a --work-dir.")
+    parser.add_argument("command", choices=("table", "collect"))
+    parser.add_argument("path", type=Path, help="table: the result JSON; collect: the --work-dir")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--train-queries", type=int, default=150)
+    parser.add_argument("--split-seed", type=int, default=13)
+    arguments = parser.parse_args()
+    if arguments.command == "table":
+        print(table(json.loads(arguments.path.read_text())))
+    else:
+        data = load_cranfield(arguments.data_dir, arguments.train_queries, arguments.split_seed)
+        print(json.dumps(collect(arguments.path, data), indent=1))
