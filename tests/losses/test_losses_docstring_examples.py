@@ -26,3 +26,10 @@ def test_docstring_examples(name):
     result = doctest.testmod(module, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0, f"{name} has no example"
     assert result.failed == 0
+    # Every docstring with an example shows a result, not only calls that do not raise.
+    silent = [
+        test.name
+        for test in doctest.DocTestFinder().find(module)
+        if test.examples and not any(example.want.strip() for example in test.examples)
+    ]
+    assert not silent, f"examples that print nothing to check: {silent}"
