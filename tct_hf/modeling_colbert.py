@@ -17,14 +17,14 @@ Example:
     >>> teacher.score(["what is heat"], ["Heat is energy."])  # (1,) float32
 
 This file imports torch, numpy (the inference helpers return arrays), transformers, the standard library and its
-travelling neighbours ``configuration_colbert.py``, ``text_inputs.py`` and ``bert_unpadded.py`` (it travels with
-checkpoints).
+travelling neighbours ``configuration_colbert.py``, ``loading_checks.py``, ``text_inputs.py`` and
+``bert_unpadded.py`` (it travels with checkpoints).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from transformers import (
     AddedToken,
-    AutoTokenizer,
     BertConfig,
     BertModel,
     BertPreTrainedModel,
@@ -44,11 +43,19 @@ from transformers.utils import logging
 
 from .bert_unpadded import repad, unpad, unpadded_last_hidden_state
 from .configuration_colbert import ColBERTConfig
+from .loading_checks import (
+    HUB_KWARGS,
+    check_architecture,
+    check_no_fresh_weights,
+    hub_kwargs,
+    load_tokenizer,
+    read_config_values,
+    unsafe_pickle_error,
+)
 from .text_inputs import check_texts, check_titles
 
 logger = logging.get_logger(__name__)
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 # Element budget of one (queries, passages, query tokens, passage tokens) similarity block in `maxsim`.
 MAXSIM_CHUNK_ELEMENTS = 2**26
 
@@ -219,15 +226,16 @@ class ColBERTModel(BertPreTrainedModel):
 
     # ------------------------------------------------------------------ loading and saving
 
-    # Readers of foreign checkpoint layouts, tried in order on a local directory: each returns (config values, state
-    # dict, tokenizer directory) or None. They live outside this file (tct_hf.conversion registers its own on
-    # import) so that the file stays self-contained when it runs as remote code.
+    # Readers of foreign checkpoint layouts, tried in order: each takes the path or Hub id (and the Hub keyword
+    # arguments) and returns (config values, state dict, tokenizer directory), or None when the layout is not its
+    # own. They live outside this file (tct_hf.conversion registers its own on import) so that the file stays
+    # self-contained when it runs as remote code.
     _checkpoint_readers: list = []
 
     @classmethod
     def register_checkpoint_reader(cls, reader) -> None:
-        """Make ``from_pretrained`` try ``reader(directory) -> (config_values, state_dict, tokenizer_dir) | None``
-        on local directories before loading them as our checkpoint or a plain BERT (registered once)."""
+        """Make ``from_pretrained`` try ``reader(path, **hub_kwargs) -> (config_values, state_dict, tokenizer_dir) |
+        None`` before loading a checkpoint as ours or as a plain BERT (registered once)."""
         if reader not in ColBERTModel._checkpoint_readers:
             ColBERTModel._checkpoint_readers.append(reader)
 
@@ -242,36 +250,51 @@ class ColBERTModel(BertPreTrainedModel):
         """Load our checkpoints, start a new teacher on a plain BERT, or convert a foreign layout (Stanford
         ColBERT, sentence-transformers multi-vector, PyLate) through the registered checkpoint readers.
 
-        safetensors only, float32 unless ``dtype=`` says otherwise. For converted directories, keyword arguments
-        that name ``ColBERTConfig`` fields override the values read from disk.
+        Weights: safetensors when present, else ``pytorch_model.bin`` through torch's ``weights_only`` unpickler (a
+        pickle referencing anything but tensors and containers raises OSError naming the file; nothing runs).
+        float32 unless ``dtype=`` says otherwise. A checkpoint of another architecture than BERT, or a load that
+        leaves a weight freshly initialised, raises OSError; the one exception is the new projection of a new
+        teacher started on a plain BERT. For converted directories, keyword arguments that name ``ColBERTConfig``
+        fields override the values read from disk.
         """
         directory = Path(pretrained_model_name_or_path)
+        where = str(pretrained_model_name_or_path)
         kwargs.setdefault("dtype", torch.float32)
         if directory.exists():
             _check_local_directory(directory)
-            for reader in ColBERTModel._checkpoint_readers:
-                converted = reader(directory)
-                if converted is not None:
-                    return cls.from_converted(*converted, tokenizer=tokenizer, **kwargs)
-            config_values = _read_json(directory / "config.json")
-            if "HF_ColBERT" in (config_values.get("architectures") or []):
-                raise OSError(
-                    f"{directory} is a Stanford ColBERT checkpoint: its conversion lives in the tct_hf package "
-                    "(pip install tct_hf; then ColBERTModel.from_pretrained converts it on load)."
-                )
-            if "config" not in kwargs and config_values.get("model_type") != "tct_hf_colbert":
-                # A plain BERT: a new ColBERT on top of it (the projection starts random). Build the config here so
-                # that `convention=` picks the defaults before they are filled in.
-                fields = set(ColBERTConfig.__dataclass_fields__)
-                overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields and key != "dtype"}
-                kwargs["config"] = ColBERTConfig(**{**_bert_fields(config_values), **overrides})
-        kwargs.setdefault("use_safetensors", True)
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        _check_projection(model.linear.weight.shape, model.config, str(pretrained_model_name_or_path))
-        if tokenizer is None:
-            tokenizer = _load_tokenizer(pretrained_model_name_or_path, kwargs, model.config)
-        model.tokenizer = tokenizer
-        return model
+        for reader in ColBERTModel._checkpoint_readers:
+            converted = reader(pretrained_model_name_or_path, **hub_kwargs(kwargs))
+            if converted is not None:
+                options = {key: value for key, value in kwargs.items() if key not in HUB_KWARGS}
+                return cls.from_converted(*converted, tokenizer=tokenizer, **options)
+        config_values = read_config_values(where, kwargs)
+        if "HF_ColBERT" in (config_values.get("architectures") or []):
+            raise OSError(
+                f"{where} is a Stanford ColBERT checkpoint: its conversion lives in the tct_hf package "
+                "(pip install tct_hf; then ColBERTModel.from_pretrained converts it on load)."
+            )
+        check_architecture(config_values, where, "ColBERTModel", accepted=("bert", ColBERTConfig.model_type))
+        new_teacher = config_values.get("model_type") != ColBERTConfig.model_type
+        if new_teacher and "config" not in kwargs:
+            # A plain BERT: a new ColBERT on top of it (the projection starts random). Build the config here so that
+            # `convention=` picks the defaults before they are filled in.
+            fields = set(ColBERTConfig.__dataclass_fields__)
+            overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields and key != "dtype"}
+            kwargs["config"] = ColBERTConfig(**{**_bert_fields(config_values), **overrides})
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        except pickle.UnpicklingError as error:
+            raise unsafe_pickle_error(where, error) from error
+        # The one documented exception: a new teacher's projection is new (random until trained).
+        check_no_fresh_weights(
+            loading_info, where, "ColBERTModel", allowed_prefixes=("linear.",) if new_teacher else ()
+        )
+        _check_projection(model.linear.weight.shape, model.config, where)
+        model.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(pretrained_model_name_or_path, kwargs)
+        return (model, loading_info) if output_loading_info else model
 
     @classmethod
     def from_converted(
@@ -305,9 +328,7 @@ class ColBERTModel(BertPreTrainedModel):
         if isinstance(dtype, torch.dtype):
             model = model.to(dtype)
         model.eval()
-        model.tokenizer = (
-            tokenizer if tokenizer is not None else _load_tokenizer(tokenizer_directory, {}, model.config)
-        )
+        model.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_directory, {})
         return model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
@@ -582,23 +603,6 @@ def _check_local_directory(directory: Path) -> None:
         raise OSError(f"{directory} is a file, not a checkpoint directory.")
     if not (directory / "config.json").is_file() and not (directory / "modules.json").is_file():
         raise OSError(f"{directory} is not a checkpoint directory: it has no config.json (nor modules.json).")
-
-
-def _load_tokenizer(path, kwargs: dict, config=None) -> PreTrainedTokenizerBase | None:
-    directory = Path(path)
-    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        return None
-    hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-    # Passing the model's config keeps AutoTokenizer from re-reading config.json (whose auto_map would ask for
-    # trust_remote_code a second time); the tokenizer class comes from tokenizer_config.json.
-    return AutoTokenizer.from_pretrained(str(path), config=config, **hub_kwargs)
-
-
-def _read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise OSError(f"{path}:{error.lineno}: invalid JSON ({error.msg}).") from error
 
 
 def _bert_fields(config_values: dict) -> dict:

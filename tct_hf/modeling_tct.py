@@ -17,7 +17,8 @@ Example:
     >>> scores = q @ p.T
 
 This file imports torch, numpy (the encoders return arrays), transformers, the standard library and its travelling
-neighbours ``configuration_tct.py``, ``text_inputs.py`` and ``bert_unpadded.py`` (it travels with checkpoints).
+neighbours ``configuration_tct.py``, ``loading_checks.py``, ``text_inputs.py`` and ``bert_unpadded.py`` (it travels
+with checkpoints).
 """
 
 from __future__ import annotations
@@ -28,24 +29,37 @@ import importlib.metadata
 import itertools
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BertModel, BertPreTrainedModel, PreTrainedTokenizerBase
+from transformers import BertModel, BertPreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import ModelOutput
 from transformers.tokenization_utils_base import BatchEncoding
 from transformers.utils import logging
 
 from .bert_unpadded import UnpaddedBatch, unpad, unpadded_last_hidden_state
 from .configuration_tct import TCTConfig
+from .loading_checks import (
+    check_architecture,
+    check_no_fresh_weights,
+    load_tokenizer,
+    read_config_values,
+    unsafe_pickle_error,
+)
 
 logger = logging.get_logger(__name__)
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+# safetensors first: transformers prefers them when both exist; a .bin is read by torch's weights_only unpickler.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass
@@ -104,20 +118,30 @@ class TCTModel(BertPreTrainedModel):
     ) -> TCTModel:
         """Load a student from our checkpoints or from plain ``BertModel`` / ``BertForPreTraining`` ones.
 
-        safetensors only; float32 unless ``dtype=`` says otherwise. The tokenizer of the directory (or Hub
-        repository) is attached as ``model.tokenizer`` unless ``tokenizer`` is given.
+        Weights: ``model.safetensors`` when present, else ``pytorch_model.bin`` through torch's ``weights_only``
+        unpickler (a pickle referencing anything but tensors and containers raises OSError naming the file; nothing
+        in it runs). float32 unless ``dtype=`` says otherwise. A checkpoint of another architecture than BERT, or
+        one that leaves a backbone weight (other than the unused pooler) freshly initialised, raises OSError. The
+        tokenizer of the directory (or Hub repository) is attached as ``model.tokenizer`` unless ``tokenizer`` is
+        given.
         """
         _check_checkpoint_directory(pretrained_model_name_or_path)
+        where = str(pretrained_model_name_or_path)
+        if "config" not in kwargs:
+            check_architecture(read_config_values(where, kwargs), where, "TCTModel", accepted=("bert",))
         kwargs.setdefault("dtype", torch.float32)
-        kwargs.setdefault("use_safetensors", True)
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        except pickle.UnpicklingError as error:
+            raise unsafe_pickle_error(where, error) from error
+        # The pooler is not part of the embeddings (frozen, unused): a checkpoint without it (BertForMaskedLM) loads.
+        check_no_fresh_weights(loading_info, where, "TCTModel", allowed_prefixes=("bert.pooler.",))
         model.bert.pooler.requires_grad_(False)
-        model.tokenizer = (
-            tokenizer
-            if tokenizer is not None
-            else _load_tokenizer(pretrained_model_name_or_path, kwargs, model.config)
-        )
-        return model
+        model.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(pretrained_model_name_or_path, kwargs)
+        return (model, loading_info) if output_loading_info else model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """Save weights (safetensors), config with ``auto_map``, the code, the tokenizer and the
@@ -414,23 +438,7 @@ def _check_checkpoint_directory(path: str | os.PathLike) -> None:
     if not (directory / "config.json").is_file():
         raise OSError(f"{path} is not a checkpoint directory: it has no config.json.")
     if not any((directory / name).is_file() for name in WEIGHT_FILES):
-        if (directory / "pytorch_model.bin").is_file():
-            raise OSError(
-                f"{path} has only pytorch_model.bin: tct_hf loads safetensors only. Convert it once with "
-                "BertModel.from_pretrained(path, use_safetensors=False).save_pretrained(new_path)."
-            )
-        raise OSError(f"{path} is not a checkpoint directory: it has no model.safetensors.")
-
-
-def _load_tokenizer(path: str | os.PathLike, kwargs: dict, config=None) -> PreTrainedTokenizerBase | None:
-    """The tokenizer saved with the checkpoint, or None when a local directory has no tokenizer files."""
-    directory = Path(path)
-    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        return None
-    hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-    # Passing the model's config keeps AutoTokenizer from re-reading config.json (whose auto_map would ask for
-    # trust_remote_code a second time); the tokenizer class comes from tokenizer_config.json.
-    return AutoTokenizer.from_pretrained(str(path), config=config, **hub_kwargs)
+        raise OSError(f"{path} is not a checkpoint directory: it has no model.safetensors (nor pytorch_model.bin).")
 
 
 def _atomic_write_json(path: Path, content: dict | list) -> None:

@@ -4,49 +4,17 @@ code) in fresh processes where tct_hf cannot be imported."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from utils import write_tiny_bert
+from utils import run_isolated, write_tiny_bert
 
 from tct_hf import ColBERTModel, TCTModel
 
 QUERIES = ["what is the boiling temperature of water", "paris"]
 PASSAGES = ["water boils at high temperature in paris.", "the boundary layer of a wing"]
-
-# Runs first in the child: drop the editable install's import hooks and the repository from sys.path.
-ISOLATE = """
-import sys
-sys.meta_path = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
-sys.path_hooks = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
-sys.path_importer_cache.clear()
-sys.path = [p for p in sys.path if p and not p.rstrip("/").endswith(REPO)]
-try:
-    import tct_hf
-except ImportError:
-    pass
-else:
-    raise SystemExit("tct_hf is importable in the isolated process: " + tct_hf.__file__)
-"""
-
-
-def run_isolated(code: str, cwd: Path) -> dict:
-    """Run `code` with `python -I` in `cwd` without tct_hf importable; it prints one line "RESULT <json>"."""
-    repo = str(Path(__file__).resolve().parents[1]).rstrip("/")
-    script = f"REPO = {repo!r}\n{ISOLATE}\n{code}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(lines) == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    return json.loads(lines[0][len("RESULT ") :])
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +74,12 @@ def test_student_and_teacher_load_with_remote_code_without_tct_hf(saved_student,
     model, directory = saved_student
     teacher = ColBERTModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert", seed=12)), convention="stanford")
     teacher.save_pretrained(str(tmp_path / "teacher"))
-    # Each directory carries its own model's code (and the text checks and unpadded forward both models share),
-    # nothing of the other.
-    shared = {"text_inputs.py", "bert_unpadded.py"}
-    assert {p.name for p in (tmp_path / "teacher").glob("*.py")} == {
-        "configuration_colbert.py",
-        "modeling_colbert.py",
-        *shared,
-    }
-    assert {p.name for p in directory.glob("*.py")} == {"configuration_tct.py", "modeling_tct.py", *shared}
+    # Each directory carries its own model's code (and the text checks, loading checks and unpadded forward both
+    # models share), nothing of the other model.
+    shared = {"text_inputs.py", "loading_checks.py", "bert_unpadded.py"}
+    teacher_files = {p.name for p in (tmp_path / "teacher").glob("*.py")}
+    assert teacher_files == {"configuration_colbert.py", "modeling_colbert.py"} | shared
+    assert {p.name for p in directory.glob("*.py")} == {"configuration_tct.py", "modeling_tct.py"} | shared
     code = f"""
 import json
 from transformers import AutoModel
@@ -149,6 +114,7 @@ TRAVELLING_FILES = {
     "modeling_colbert.py": {"torch", "numpy", "transformers"},
     "text_inputs.py": set(),
     "bert_unpadded.py": {"torch", "transformers"},
+    "loading_checks.py": {"transformers"},
 }
 
 

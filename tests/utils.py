@@ -6,7 +6,11 @@ default suite needs no download and runs in seconds.
 
 from __future__ import annotations
 
+import json
+import os
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -73,3 +77,34 @@ def write_tiny_bert(directory: str | Path, *, pretraining_heads: bool = False, s
     model.eval()
     model.save_pretrained(str(directory))
     return directory
+
+
+# Runs first in the child: drop the editable install's import hooks and the repository from sys.path.
+ISOLATE = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path_hooks = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
+sys.path_importer_cache.clear()
+sys.path = [p for p in sys.path if p and not p.rstrip("/").endswith(REPO)]
+try:
+    import tct_hf
+except ImportError:
+    pass
+else:
+    raise SystemExit("tct_hf is importable in the isolated process: " + tct_hf.__file__)
+"""
+
+
+def run_isolated(code: str, cwd: Path) -> dict:
+    """Run `code` with `python -I` in `cwd` without tct_hf importable; it prints one line "RESULT <json>"."""
+    repo = str(Path(__file__).resolve().parents[1]).rstrip("/")  # tests/utils.py -> the repository
+    script = f"REPO = {repo!r}\n{ISOLATE}\n{code}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(lines[0][len("RESULT ") :])

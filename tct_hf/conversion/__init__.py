@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 import torch
 
-from .files import UnsafeCheckpointError, bert_config_fields, load_pickled_state_dict, read_json, read_weights
+from .files import bert_config_fields, load_pickled_state_dict, read_json, read_weights
+from .hub import foreign_hub_snapshot
 from .multi_vector import is_multi_vector_directory, read_multi_vector_checkpoint
 from .stanford import STANFORD_SETTINGS_DEFAULTS, is_stanford_checkpoint, read_stanford_checkpoint
 
@@ -34,12 +35,17 @@ class ConvertedCheckpoint(NamedTuple):
     tokenizer_directory: Path
 
 
-def read_foreign_checkpoint(path: str | os.PathLike) -> ConvertedCheckpoint | None:
-    """The converted checkpoint of a local Stanford, PyLate or sentence-transformers multi-vector directory;
-    None for anything else (our own checkpoints, plain BERTs, Hub ids), which ``from_pretrained`` loads itself."""
+def read_foreign_checkpoint(path: str | os.PathLike, **hub_kwargs) -> ConvertedCheckpoint | None:
+    """The converted checkpoint of a Stanford, PyLate or sentence-transformers multi-vector directory or Hub
+    repository; None for anything else (our own checkpoints, plain BERTs), which ``from_pretrained`` loads itself.
+
+    ``hub_kwargs``: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for a Hub id (a foreign repository is
+    downloaded as a snapshot; offline, the cached snapshot is used)."""
     directory = Path(path)
     if not directory.is_dir():
-        return None
+        directory = foreign_hub_snapshot(str(path), **hub_kwargs)
+        if directory is None:
+            return None
     if is_multi_vector_directory(directory):
         return ConvertedCheckpoint(*read_multi_vector_checkpoint(directory))
     if is_stanford_checkpoint(directory):
@@ -50,8 +56,8 @@ def read_foreign_checkpoint(path: str | os.PathLike) -> ConvertedCheckpoint | No
 __all__ = [
     "STANFORD_SETTINGS_DEFAULTS",
     "ConvertedCheckpoint",
-    "UnsafeCheckpointError",
     "bert_config_fields",
+    "foreign_hub_snapshot",
     "is_multi_vector_directory",
     "is_stanford_checkpoint",
     "load_pickled_state_dict",

@@ -2,7 +2,8 @@
 
 Weights: ``model.safetensors`` (or its sharded index) is preferred; otherwise ``pytorch_model.bin`` (or its sharded
 index) is read with torch's ``weights_only=True`` unpickler, which rebuilds tensors and plain containers only and
-never runs code: a pickle that references anything else is refused with `UnsafeCheckpointError` naming the file.
+never runs code: a pickle that references anything else is refused with an OSError naming the file (the same
+error as the models' own ``from_pretrained``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertConfig
 
+from ..loading_checks import unsafe_pickle_error
+
 SAFETENSORS_FILE, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PICKLE_FILE, PICKLE_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
-
-
-class UnsafeCheckpointError(OSError):
-    """A ``.bin`` weights file whose pickle references something other than tensors and plain containers."""
 
 
 def read_json(path: Path) -> dict | list:
@@ -44,16 +43,12 @@ def bert_config_fields(directory: Path) -> dict:
 
 
 def load_pickled_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """``torch.load(path, weights_only=True)``: tensors and containers only; anything else raises
-    `UnsafeCheckpointError` and nothing in the file runs."""
+    """``torch.load(path, weights_only=True)``: tensors and containers only; anything else raises the OSError of
+    ``loading_checks.unsafe_pickle_error`` (naming the file) and nothing in the file runs."""
     try:
         state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(
-            f"{path}: refused to load: its pickle references objects other than tensors and plain containers "
-            f"({str(error).splitlines()[0]}). Only weights are read from .bin files; get a safetensors copy of this "
-            "checkpoint from a source you trust."
-        ) from error
+        raise unsafe_pickle_error(path, error) from error
     if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise OSError(f"{path}: not a state dict (a mapping of names to tensors).")
     return state_dict
