@@ -6,10 +6,12 @@ For query ``i`` with its positive at column ``labels[i]``:
   its own ``n_neg`` negatives, ``C_i = {labels[i]} + {B + labels[i] * n_neg + k}``;
 * ``in_batch=True``: the softmax runs over every passage of the batch (all ``N`` columns).
 
-    loss = mean_i -log softmax_{j in C_i}(scores[i, j])[labels[i]]
+    loss = mean_i -log softmax_{j in C_i}(scale * scores[i, j])[labels[i]]
 
-Masked entries (True) are dropped from the softmax. No temperature: MaxSim sums of cosine similarities already
-span tens of units, as in ColBERT's training.
+Masked entries (True) are dropped from the softmax. ``scale`` is 1 by default: MaxSim sums of cosine similarities
+already span tens of units, as in Stanford ColBERT's training. The TCT-ColBERT paper's TensorFlow code
+(castorini/tct_colbert ``train/model_fn.py``: ``batch_max_sim_softmax_loss(..., 4*batch_size)``) multiplies its
+teacher's scores by 4 x the per-core batch size: 48 with its 12 queries per TPU core.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def colbert_finetune_loss(
     labels: Tensor | None = None,
     num_queries: int | None = None,
     mask: Tensor | None = None,
+    scale: float = 1.0,
 ) -> Tensor:
     """Mean over rows of the cross-entropy of each row's positive (formula in the module docstring).
 
@@ -43,6 +46,7 @@ def colbert_finetune_loss(
         labels: ``LongTensor[B]`` each row's global query index = positive column; ``arange(B)`` by default.
         num_queries: the ``B`` of the whole matrix when the rows are one process's queries; the row count by default.
         mask: ``BoolTensor[B, N]``, True = exclude; must keep each row's positive.
+        scale: factor applied to the scores before the softmax (> 0).
 
     Example::
 
@@ -51,10 +55,16 @@ def colbert_finetune_loss(
         tensor(0.5032)
         >>> colbert_finetune_loss(scores)  # every column: (0.4402 + log 4) / 2
         tensor(0.9132)
+        >>> colbert_finetune_loss(scores, in_batch=False, scale=2.0)  # row 0: log(1 + e^-2); row 1: log 2
+        tensor(0.4100)
     """
     check_score_matrix("colbert_finetune_loss", teacher_scores, "teacher_scores")
     labels = check_labels("colbert_finetune_loss", labels, teacher_scores)
     check_mask("colbert_finetune_loss", mask, teacher_scores, labels, keep_labels=True)
+    if not scale > 0:
+        raise ValueError(f"colbert_finetune_loss: scale must be > 0, got {scale!r}.")
+    if scale != 1.0:
+        teacher_scores = teacher_scores * scale
     if in_batch:
         return in_batch_negatives_loss(teacher_scores, labels=labels, mask=mask)
     num_queries = teacher_scores.shape[0] if num_queries is None else num_queries
@@ -72,6 +82,8 @@ class ColBERTFinetuneLoss(nn.Module):
         mask_duplicates: exclude duplicate passages when ``passage_ids`` are given: over the whole batch
             (duplicate_passage_mask) with ``in_batch``, among the row's own candidates (own_candidate_mask) without.
         gather_across_devices: the scores are against every process's passages; None = on when world size > 1.
+        scale: factor on the scores before the softmax (1 = Stanford ColBERT; the TCT-ColBERT paper's TensorFlow
+            code uses 4 x its per-core batch size, 48 for 12 queries per TPU core).
 
     References:
         Khattab & Zaharia, "ColBERT: Efficient and Effective Passage Search via Contextualized Late Interaction
@@ -92,9 +104,16 @@ class ColBERTFinetuneLoss(nn.Module):
     """
 
     def __init__(
-        self, in_batch: bool = True, mask_duplicates: bool = True, gather_across_devices: bool | None = None
+        self,
+        in_batch: bool = True,
+        mask_duplicates: bool = True,
+        gather_across_devices: bool | None = None,
+        scale: float = 1.0,
     ) -> None:
         super().__init__()
+        if not scale > 0:
+            raise ValueError(f"ColBERTFinetuneLoss: scale must be > 0, got {scale!r}.")
+        self.scale = scale
         self.in_batch = in_batch
         self.mask_duplicates = mask_duplicates
         self.gather_across_devices = gather_across_devices
@@ -125,11 +144,14 @@ class ColBERTFinetuneLoss(nn.Module):
             ids = gather_passages(passage_ids, scores.shape[0]) if gather else passage_ids
             own = own_candidate_mask(ids.to(scores.device), num_queries, extra_positive_ids, query_indices=labels)
             mask = torch.zeros_like(mask).scatter(1, own_columns(labels, num_queries, scores.shape[1]), own)
-        return colbert_finetune_loss(scores, in_batch=self.in_batch, labels=labels, num_queries=num_queries, mask=mask)
+        return colbert_finetune_loss(
+            scores, in_batch=self.in_batch, labels=labels, num_queries=num_queries, mask=mask, scale=self.scale
+        )
 
-    def get_config_dict(self) -> dict[str, bool | None]:
+    def get_config_dict(self) -> dict[str, bool | float | None]:
         return {
             "in_batch": self.in_batch,
+            "scale": self.scale,
             "mask_duplicates": self.mask_duplicates,
             "gather_across_devices": self.gather_across_devices,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -28,6 +29,26 @@ PAPER_DEFAULTS: dict[str, object] = {
     "num_negatives": 1,
     "kd_mode": "in_batch",
 }
+
+
+# The paper's TensorFlow run: 8 TPU cores x 12 queries, each core's in-batch softmax over its own 24 passages
+# (castorini/tct_colbert main.py num_tpu_cores=8, train_batch_size=96; loss.py batch_max_sim_softmax_loss per core).
+PAPER_TPU_CORES = 8
+PAPER_QUERIES_PER_CORE = 12
+SEMANTICS = ("global", "tpu")
+
+
+def keep_passages_whole(args: TrainingArguments) -> None:
+    """Turn off accelerate's batch dispatching (its default for iterable datasets such as streamed triples): it
+    slices every tensor of a batch to the queries' first dimension, which would drop the passages beyond the
+    first B (all negatives) without a word. Each process then reads its own batches of the dataset."""
+    config = args.accelerator_config
+    if config.dispatch_batches or config.split_batches:
+        raise ValueError(
+            "accelerator_config dispatch_batches / split_batches slice every tensor of a batch to the number of "
+            "queries, which drops the passages of a tct_hf batch (B queries, B(1+n) passages): leave them unset."
+        )
+    config.dispatch_batches = False
 
 
 @dataclass
@@ -127,6 +148,7 @@ class TCTTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        keep_passages_whole(self)
         if self.kd_mode not in KD_MODES:
             raise ValueError(f"kd_mode must be one of {KD_MODES}, got {self.kd_mode!r}")
         if self.teacher_autocast_dtype not in TEACHER_DTYPES:
@@ -165,10 +187,43 @@ class TCTTrainingArguments(TrainingArguments):
                 )
 
     @classmethod
-    def from_paper_defaults(cls, **overrides) -> TCTTrainingArguments:
-        """Arguments of the published recipe (batch 96, lr 7e-6, 10k warmup + linear decay, AdamW wd 0.01, eps 1e-6,
-        clip 1.0, 160k steps, T=0.25, 32/150 tokens, 1 negative); `overrides` win."""
-        return cls(**{**PAPER_DEFAULTS, **overrides})
+    def from_paper_defaults(
+        cls, semantics: str = "global", num_devices: int | None = None, **overrides
+    ) -> TCTTrainingArguments:
+        """Arguments of the published recipe (lr 7e-6, 10k warmup + linear decay, AdamW wd 0.01, eps 1e-6, clip 1.0,
+        160k steps, T=0.25, 32/150 tokens, 1 negative); `overrides` win.
+
+        Args:
+            semantics: ``"global"`` (tct_hf's default): one batch of 96 queries per step (divide
+                ``per_device_train_batch_size`` by the number of processes), passages gathered across devices, so
+                every query's softmax runs over all 192 passages. ``"tpu"``: the paper's TensorFlow run exactly, 8
+                independent groups of 12 queries per step, each query's softmax over its own group's 24 passages:
+                12 queries per device, no gathering, no duplicate masking (the paper has none) and
+                ``gradient_accumulation_steps = 8 / num_devices``. The remaining differences (per-core clipping then
+                sum, learning-rate decay from step 0, Keras' KL clipping) are listed in docs/design.md.
+            num_devices: processes of the run, for ``"tpu"`` (must divide 8); default: ``$WORLD_SIZE`` or 1.
+
+        Example:
+            >>> TCTTrainingArguments.from_paper_defaults(semantics="tpu", output_dir="out").gradient_accumulation_steps
+            8
+        """
+        if semantics not in SEMANTICS:
+            raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}.")
+        values = dict(PAPER_DEFAULTS)
+        if semantics == "tpu":
+            devices = int(os.environ.get("WORLD_SIZE", "1")) if num_devices is None else num_devices
+            if devices < 1 or PAPER_TPU_CORES % devices:
+                raise ValueError(
+                    f"semantics='tpu' reproduces {PAPER_TPU_CORES} TPU cores x {PAPER_QUERIES_PER_CORE} queries: "
+                    f"the number of devices must divide {PAPER_TPU_CORES}, got {devices}."
+                )
+            values.update(
+                per_device_train_batch_size=PAPER_QUERIES_PER_CORE,
+                gradient_accumulation_steps=PAPER_TPU_CORES // devices,
+                gather_across_devices=False,
+                mask_duplicate_passages=False,
+            )
+        return cls(**{**values, **overrides})
 
 
 @dataclass
@@ -182,6 +237,20 @@ class ColBERTTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Score each query against every passage in the batch, not only its own."}
     )
     mask_duplicate_passages: bool = field(default=True, metadata={"help": "See TCTTrainingArguments."})
+    logit_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Factor on the MaxSim scores before the cross-entropy's softmax (1 = Stanford ColBERT). The "
+            "TCT-ColBERT paper's TensorFlow code multiplies by 4 x the per-core batch size: 48 for its 12 queries "
+            "per TPU core."
+        },
+    )
     keep_freed_host_memory: bool = field(default=True, metadata={"help": "See TCTTrainingArguments."})
     skip_nonfinite_steps: bool = field(default=False, metadata={"help": "See TCTTrainingArguments."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False (see TCTTrainingArguments)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        keep_passages_whole(self)
+        if not self.logit_scale > 0:
+            raise ValueError(f"logit_scale must be > 0, got {self.logit_scale!r}")

@@ -30,7 +30,10 @@ class ColBERTTrainer(LossTrainer):
         super().__init__(model=model, args=args, **kwargs)
         # The model scores its queries against this process's passages only, so the loss must not gather.
         self.loss = ColBERTFinetuneLoss(
-            in_batch=args.in_batch_negatives, mask_duplicates=args.mask_duplicate_passages, gather_across_devices=False
+            in_batch=args.in_batch_negatives,
+            mask_duplicates=args.mask_duplicate_passages,
+            gather_across_devices=False,
+            scale=args.logit_scale,
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
