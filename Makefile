@@ -26,7 +26,7 @@ check: install
 	$(BIN)/ruff format --check tct_hf tests examples benchmarks
 
 demo: install
-	$(BIN)/accelerate launch --num_processes 1 --num_cpu_threads_per_process $$(nproc) examples/train_tct.py
+	$(BIN)/accelerate launch --num_processes 1 --num_cpu_threads_per_process $$(nproc) examples/train_tct.py --overwrite_output_dir
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache demo_output
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache outputs/tct-demo
