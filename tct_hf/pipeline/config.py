@@ -6,6 +6,7 @@ its top ``mine_depth``, optionally teacher-filtered), ``teacher`` (fine-tune the
 negatives), ``student`` (distil the latest student from the latest teacher on HN or HN+), ``final`` (encode the dev
 collection with the last student, search, evaluate). ``refresh_rounds`` repeats ``mine``/``teacher``/``student``
 (those listed in ``stages``) after the first ``student``; the paper's "2x TCT HN+" is one refresh round.
+``documents`` (automatic for a msmarco-docs.tsv) reads both collections as FirstP passages, as the training scripts do.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ class PipelineConfig:
     dev_collection: str | None = field(default=None, metadata={"help": "Dev collection (default: --collection)."})
     dev_queries: str | None = field(default=None, metadata={"help": "Dev queries every stage is evaluated on."})
     dev_qrels: str | None = field(default=None, metadata={"help": "Dev qrels."})
+    documents: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the collections as documents (id/title/text TSV or JSONL; automatic for msmarco-docs.tsv): "
+            "FirstP text = title + body, cut to passage_max_length; dev metrics RR@100 first."
+        },
+    )
     min_relevance: int = field(default=2, metadata={"help": "Grade a BM25 example's positive needs."})
     bm25_depth: int = field(default=200, metadata={"help": "BM25 negatives come from this top."})
     # Mining.

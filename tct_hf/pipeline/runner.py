@@ -17,14 +17,14 @@ from typing import Any
 
 from . import records
 from .config import PipelineConfig, PipelineConfigError, check_config, plan_stages
-from .stages import STAGE_FUNCTIONS, Context
+from .stages import STAGE_FUNCTIONS, Context, read_collection
 
 logger = logging.getLogger(__name__)
 
 # The configuration fields each stage's result depends on (its fingerprint); the data files and the fields in COMMON
 # count for every stage (its dev metrics depend on them too).
 COMMON_FIELDS = ("seed", "batch_size", "query_max_length", "passage_max_length", "num_negatives", "min_relevance",
-                 "bm25_depth", "evaluate_stages", "evaluate_teacher")  # fmt: skip
+                 "bm25_depth", "evaluate_stages", "evaluate_teacher", "documents")  # fmt: skip
 STAGE_FIELDS = {
     "warmup": (
         "teacher_steps",
@@ -114,6 +114,16 @@ def check_model_path(name: str, value: str | None) -> None:
         raise PipelineConfigError(f"{name}: {value} is neither a folder nor a Hub id")
 
 
+def resolve_documents(config: PipelineConfig, paths: dict[str, str]) -> None:
+    """Documents are on when asked for or when either collection is laid out like msmarco-docs.tsv (as in
+    `tct_hf.training.data_arguments.read_collection`); the resolved value is what the fingerprints hash."""
+    from tct_hf.data.documents import is_msmarco_documents
+
+    config.documents = bool(config.documents) or any(
+        is_msmarco_documents(paths[name]) for name in ("collection", "dev_collection")
+    )
+
+
 def default_backbone() -> str:
     """The demo's backbone (`tct_hf.backbones.default_backbone`), its absence a configuration error."""
     from tct_hf.backbones import MissingBackboneError
@@ -125,16 +135,15 @@ def default_backbone() -> str:
         raise PipelineConfigError(str(error)) from error
 
 
-def check_teacher_tokenizer(teacher_model: str, paths: dict[str, str]) -> None:
+def check_teacher_tokenizer(teacher_model: str, paths: dict[str, str], config: PipelineConfig) -> None:
     """A given teacher must read the training queries and passages (a sample of each) before any work starts."""
     from tct_hf import ColBERTModel
     from tct_hf.data import read_queries
-    from tct_hf.retrieval.encode import load_corpus
     from tct_hf.retrieval.mining import TOKENIZER_CHECK_SAMPLE, check_teacher_reads
 
     teacher = ColBERTModel.from_pretrained(teacher_model)
     queries = list(read_queries(paths["train_queries"]).values())[:TOKENIZER_CHECK_SAMPLE]
-    corpus, _ = load_corpus(paths["collection"])
+    corpus = read_collection(paths["collection"], config)
     passages = [text or "" for text in corpus.select(range(min(TOKENIZER_CHECK_SAMPLE, len(corpus))))["text"]]
     try:
         check_teacher_reads(teacher, queries, "queries")
@@ -174,11 +183,12 @@ def run_pipeline(config: PipelineConfig, stage_functions: dict | None = None) ->
     plan = plan_stages(config)
     check_inputs(plan, config)
     paths = resolve_paths(config)
+    resolve_documents(config, paths)
     for name in ("student_model", "teacher_model", "warmup_student"):
         check_model_path(name, getattr(config, name))
     backbone = config.student_model or default_backbone()
     if config.teacher_model:
-        check_teacher_tokenizer(config.teacher_model, paths)
+        check_teacher_tokenizer(config.teacher_model, paths, config)
 
     # 2. Processes and devices.
     use_cpu = config.use_cpu if config.use_cpu is not None else not torch.cuda.is_available()

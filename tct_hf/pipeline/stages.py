@@ -24,6 +24,18 @@ from .config import PipelineConfig
 logger = logging.getLogger(__name__)
 
 
+def read_collection(path: str, config: PipelineConfig):
+    """A passage collection, or (``config.documents``) documents as FirstP passages cut to ``passage_max_length``:
+    the one reader of every stage (BM25 examples, mining corpus, encoding, dev set), as the training scripts read
+    them (`tct_hf.training.data_arguments.read_collection`)."""
+    from tct_hf.data.documents import firstp_dataset
+    from tct_hf.data.msmarco import load_collection
+
+    if config.documents:
+        return firstp_dataset(path, max_tokens=config.passage_max_length)
+    return load_collection(path)
+
+
 @dataclass
 class Context:
     """What every stage shares: the configuration, resolved data paths, the process state and the dev set."""
@@ -34,6 +46,13 @@ class Context:
     use_cpu: bool
     bf16: bool
     _dev: Any = field(default=None, repr=False)
+    _collections: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def collection(self, name: str):
+        """The ``collection`` or ``dev_collection`` as passages (`read_collection`), read once."""
+        if name not in self._collections:
+            self._collections[name] = read_collection(self.paths[name], self.config)
+        return self._collections[name]
 
     @property
     def eval_dtype(self):
@@ -42,12 +61,16 @@ class Context:
     def dev(self):
         """The dev set every stage is evaluated on (read once)."""
         if self._dev is None:
-            from tct_hf.data.msmarco import load_collection, load_queries, qrels_to_dict
+            from tct_hf.data.msmarco import load_queries, qrels_to_dict
+            from tct_hf.evaluation.metrics import DOCUMENT_METRICS
             from tct_hf.training import DevSet
 
-            collection = load_collection(self.paths["dev_collection"])
+            collection = self.collection("dev_collection")
             queries = {row["id"]: row["text"] for row in load_queries(self.paths["dev_queries"])}
-            self._dev = DevSet(collection["id"], collection["text"], queries, qrels_to_dict(self.paths["dev_qrels"]))
+            metrics = {"metrics": DOCUMENT_METRICS} if self.config.documents else {}
+            self._dev = DevSet(
+                collection["id"], collection["text"], queries, qrels_to_dict(self.paths["dev_qrels"]), **metrics
+            )
         return self._dev
 
     def barrier(self) -> None:
@@ -173,11 +196,11 @@ def _student_metrics(context: Context, student) -> dict[str, float]:
 def bm25_examples(context: Context):
     """(train query, positive with grade >= min_relevance, BM25 negatives from the top bm25_depth)."""
     from tct_hf.data import build_training_examples
-    from tct_hf.data.msmarco import load_collection, load_queries, qrels_to_dict
+    from tct_hf.data.msmarco import load_queries, qrels_to_dict
     from tct_hf.retrieval.bm25 import bm25_search
 
     config = context.config
-    collection = load_collection(context.paths["collection"])
+    collection = context.collection("collection")
     queries = {row["id"]: row["text"] for row in load_queries(context.paths["train_queries"])}
     qrels = qrels_to_dict(context.paths["train_qrels"])
     qids = [qid for qid in queries if qid in qrels]
@@ -240,7 +263,7 @@ def run_warmup(context: Context, stage_dir: Path, inputs: dict[str, str], resume
     return outputs, metrics
 
 
-def encode_to_index(context: Context, student, corpus: str, index_dir: Path) -> None:
+def encode_to_index(context: Context, student, corpus, index_dir: Path) -> None:
     """Encode ``corpus`` with ``student`` into ``index_dir`` with `encode_index` (what `tct-hf encode` runs: one
     shard per process under a distributed launch, merged by the main process)."""
     from tct_hf.retrieval.encode_index import encode_index
@@ -265,7 +288,7 @@ def run_mine(context: Context, stage_dir: Path, inputs: dict[str, str], resume: 
 
     config = context.config
     student = TCTModel.from_pretrained(inputs["student"]).to(context.state.device)
-    encode_to_index(context, student, context.paths["collection"], stage_dir / "index")
+    encode_to_index(context, student, context.collection("collection"), stage_dir / "index")
     metrics: dict[str, Any] = {}
     if context.state.is_main_process:
         teacher = None
@@ -279,7 +302,7 @@ def run_mine(context: Context, stage_dir: Path, inputs: dict[str, str], resume: 
             depth=config.mine_depth,
             num_negatives=config.num_negatives,
             seed=config.seed,
-            collection=context.paths["collection"],
+            collection=context.collection("collection"),
             batch_size=config.encode_batch_size,
             teacher=teacher,
             teacher_margin=config.teacher_margin or 0.0,
@@ -357,7 +380,7 @@ def run_final(context: Context, stage_dir: Path, inputs: dict[str, str], resume:
     from tct_hf.retrieval.search import search
 
     student = TCTModel.from_pretrained(inputs["student"]).to(context.state.device)
-    encode_to_index(context, student, context.paths["dev_collection"], stage_dir / "index")
+    encode_to_index(context, student, context.collection("dev_collection"), stage_dir / "index")
     metrics: dict[str, Any] = {}
     if context.state.is_main_process:
         dev = context.dev()

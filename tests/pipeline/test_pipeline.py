@@ -345,3 +345,60 @@ def test_shipped_config_and_flags_parse():
     with pytest.raises(SystemExit, match="refresh_rounds must be an integer >= 0"):
         train_tct_hn_plus.main(["--refresh_rounds", "-1", "--output_dir", "never"])
     assert not Path("never").exists()
+
+
+def test_documents_run_as_firstp_passages_in_every_stage(files, tmp_path, monkeypatch):
+    """A 4-column msmarco-docs.tsv turns documents on by itself: the BM25 examples, the mined examples, both encoded
+    indexes and the dev set all see title + body cut to passage_max_length (`firstp_text`), and the dev metrics are
+    the document ones."""
+    import datasets
+
+    from tct_hf.data.documents import firstp_text
+    from tct_hf.evaluation.metrics import DOCUMENT_METRICS
+
+    rng = random.Random(1)
+    docs = {f"D{i}": (" ".join(rng.sample(WORDS, 2)), " ".join(rng.sample(WORDS, 20))) for i in range(40)}
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "msmarco-docs.tsv").write_text(
+        "".join(f"{d}\thttp://x/{d}\t{title}\t{body}\n" for d, (title, body) in docs.items()), encoding="utf-8"
+    )
+    for split, numbers in (("train", range(12)), ("dev", range(12, 16))):
+        (root / f"queries.{split}.tsv").write_text("".join(f"q{i}\t{docs[f'D{i}'][1][:30]}\n" for i in numbers))
+        (root / f"qrels.{split}.txt").write_text("".join(f"q{i} 0 D{i} 2\n" for i in numbers))
+    firstp = {d: firstp_text(title, body, max_tokens=16) for d, (title, body) in docs.items()}
+    assert all(len(text.split()) == 16 for text in firstp.values())  # the cut is exercised
+
+    encoded = []
+    encode = stage_module.encode_to_index
+
+    def recording_encode(context, student, corpus, index_dir):
+        encoded.append(dict(zip(corpus["id"], corpus["text"])))
+        return encode(context, student, corpus, index_dir)
+
+    monkeypatch.setattr(stage_module, "encode_to_index", recording_encode)
+    output = tmp_path / "run"
+    config = tiny_config(
+        files,
+        output,
+        stages=["warmup", "mine", "final"],
+        collection=str(root / "msmarco-docs.tsv"),
+        train_queries=str(root / "queries.train.tsv"),
+        train_qrels=str(root / "qrels.train.txt"),
+        dev_queries=str(root / "queries.dev.tsv"),
+        dev_qrels=str(root / "qrels.dev.txt"),
+        evaluate_teacher=False,
+    )
+    report = run_pipeline(config)
+
+    assert [s["name"] for s in report["stages"]] == ["1-warmup", "2-mine", "3-final"]
+    assert all(stage["config"]["documents"] is True for stage in stage_records(output).values())
+    assert encoded == [firstp, firstp]  # the mining corpus and the dev index
+    for folder in ("1-warmup/bm25-examples", "2-mine/negatives"):
+        examples = datasets.load_from_disk(str(output / folder))
+        assert len(examples) > 0
+        for row in examples:
+            assert row["positive"] == firstp[row["positive_id"]]
+            assert row["negatives"] == [firstp[d] for d in row["negative_ids"]]
+    assert list(report["dev_metrics"]["3-final"]["student"]) == list(DOCUMENT_METRICS)
+    assert list(report["dev_metrics"]["1-warmup"]["student"]) == list(DOCUMENT_METRICS)
