@@ -139,11 +139,18 @@ def read_collection(path: str, data: DataArguments, text_tokens: int):
 
 
 def load_training_data(
-    data: DataArguments, seed: int, num_negatives: int, held_out_examples: bool = False, text_tokens: int = 512
+    data: DataArguments,
+    seed: int,
+    num_negatives: int,
+    held_out_examples: bool = False,
+    text_tokens: int = 512,
+    on_short: str = "error",
 ) -> TrainingData:
     """Training examples, held-out examples for the eval loss (or None), the held-out `DevSet` for retrieval metrics
     (or None), and whether the embedded sample is used, as a `TrainingData` (see the module docstring). Paths the
-    sample fills in are written into ``data``. ``text_tokens`` cuts documents read as FirstP passages."""
+    sample fills in are written into ``data``. ``text_tokens`` cuts documents read as FirstP passages. ``on_short``
+    ("error" or "skip", as `build_training_examples`) decides what a qrels-driven training query with too few
+    negative candidates in the top ``--negatives_depth`` does."""
     uses_sample = not any([data.train_triples, data.train_dataset, data.collection])
     if uses_sample:
         paths = sample_paths()
@@ -158,7 +165,9 @@ def load_training_data(
         if not (data.collection and data.train_queries and data.train_qrels):
             raise ValueError("qrels-driven training needs --collection, --train_queries and --train_qrels")
         collection = read_collection(data.collection, data, text_tokens)
-        train = qrels_examples(collection, data.train_queries, data.train_qrels, data, seed, num_negatives)
+        train = qrels_examples(
+            collection, data.train_queries, data.train_qrels, data, seed, num_negatives, on_short=on_short
+        )
     if data.max_train_examples is not None and hasattr(train, "select"):
         train = train.shuffle(seed=seed).select(range(min(data.max_train_examples, len(train))))
     dev, held_out = None, None
