@@ -24,16 +24,18 @@ def to_sentence_transformers_columns(examples: Dataset, num_negatives: int = 1) 
     missing = {"query", "positive", "negatives"} - set(examples.column_names)
     if missing:
         raise ValueError(
-            f"tct_hf/st/columns.py: the examples lack the column(s) {sorted(missing)}; expected query, positive and "
+            f"to_sentence_transformers_columns: the examples lack the column(s) {sorted(missing)}; expected query, "
+            "positive and "
             f"negatives (a list), got {examples.column_names}."
         )
     if num_negatives < 0:
-        raise ValueError(f"tct_hf/st/columns.py: num_negatives must be >= 0, got {num_negatives}.")
+        raise ValueError(f"to_sentence_transformers_columns: num_negatives must be >= 0, got {num_negatives}.")
 
     def columns(row: dict) -> dict:
         if len(row["negatives"]) < num_negatives:
             raise ValueError(
-                f"tct_hf/st/columns.py: query {row['query']!r} has {len(row['negatives'])} negatives, fewer than "
+                f"to_sentence_transformers_columns: query {row['query']!r} has {len(row['negatives'])} negatives, "
+                "fewer than "
                 f"num_negatives={num_negatives}."
             )
         out = {"query": row["query"], "positive": row["positive"]}

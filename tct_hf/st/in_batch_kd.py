@@ -28,6 +28,7 @@ from ..data import passage_id
 from ..losses import GlobalScores, build_global_scores, in_batch_kd_loss
 from ..losses.citations import TCT_COLBERT_CITATION
 from ..losses.global_batch import resolve_gather_across_devices
+from ..losses.logits import check_temperature
 from .data_collator import TEXT_KEY
 from .teacher import check_teacher, teacher_scores
 
@@ -107,20 +108,20 @@ class InBatchKDLoss(nn.Module):
         super().__init__()
         if not isinstance(model, SentenceTransformer):
             raise TypeError(
-                f"tct_hf/st: model must be a sentence_transformers.SentenceTransformer (the student), got "
+                f"InBatchKDLoss: model must be a sentence_transformers.SentenceTransformer (the student), got "
                 f"{type(model).__name__}."
             )
         similarity = model.similarity_fn_name
         if similarity not in DEFAULT_SCALES:
             raise ValueError(
-                f"tct_hf/st: the student's similarity_fn_name is {similarity!r}; in-batch KD needs a similarity whose "
+                f"InBatchKDLoss: the student's similarity_fn_name is {similarity!r}; in-batch KD needs a similarity "
+                "whose "
                 f"scores are logits: one of {sorted(DEFAULT_SCALES)}. Set model.similarity_fn_name = 'cosine' (or "
                 "'dot') before training."
             )
-        if not temperature > 0:
-            raise ValueError(f"tct_hf/st: temperature must be > 0, got {temperature}.")
+        check_temperature("InBatchKDLoss", "temperature", temperature)
         if scale is not None and not scale > 0:
-            raise ValueError(f"tct_hf/st: scale must be > 0 (or None for the default), got {scale}.")
+            raise ValueError(f"InBatchKDLoss: scale must be > 0 (or None for the default), got {scale}.")
         self.model = model
         self.teacher = check_teacher(teacher, teacher_autocast_dtype)
         self.similarity_fn_name = similarity
@@ -141,7 +142,8 @@ class InBatchKDLoss(nn.Module):
         """
         if len(sentence_features) < 2:
             raise ValueError(
-                f"tct_hf/st: the dataset has {len(sentence_features)} text column; in-batch KD needs (query, positive"
+                f"InBatchKDLoss: the dataset has {len(sentence_features)} text column; in-batch KD needs (query, "
+                "positive"
                 "[, negative_1, ..., negative_n]) columns, in that order: add the positive column."
             )
         columns = []
@@ -149,7 +151,7 @@ class InBatchKDLoss(nn.Module):
             texts = features.pop(TEXT_KEY, None)
             if texts is None:
                 raise ValueError(
-                    "tct_hf/st: the batch carries no texts for the teacher (column "
+                    "InBatchKDLoss: the batch carries no texts for the teacher (column "
                     f"{index}): pass data_collator=InBatchKDDataCollator.for_model(model, args) to "
                     "SentenceTransformerTrainer; the teacher reads the exact texts with its own tokenizer."
                 )
@@ -157,7 +159,7 @@ class InBatchKDLoss(nn.Module):
         queries, positives, negatives = columns[0], columns[1], columns[2:]
         num_queries = len(queries)
         if any(len(column) != num_queries for column in columns):
-            raise ValueError(f"tct_hf/st: columns of unequal length {[len(c) for c in columns]}.")
+            raise ValueError(f"InBatchKDLoss: columns of unequal length {[len(c) for c in columns]}.")
         passages = positives + [column[i] for i in range(num_queries) for column in negatives]
         return queries, passages
 
@@ -199,7 +201,8 @@ class InBatchKDLoss(nn.Module):
         )
         if batch.num_queries < 2:
             raise ValueError(
-                "tct_hf/st: in-batch KD needs at least 2 queries per batch (1 query gives no in-batch passages), got "
+                "InBatchKDLoss: in-batch KD needs at least 2 queries per batch (1 query gives no in-batch passages), "
+                "got "
                 "per_device_train_batch_size=1 on 1 process: raise per_device_train_batch_size (and set "
                 "dataloader_drop_last=True if the last batch can hold a single example)."
             )

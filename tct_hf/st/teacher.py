@@ -42,24 +42,25 @@ def check_teacher(teacher: Any, teacher_autocast_dtype: str) -> torch.nn.Module:
     if isinstance(teacher, ColBERTModel):
         if teacher.tokenizer is None:
             raise ValueError(
-                "tct_hf/st: the teacher ColBERTModel has no tokenizer (it scores the batch's texts with its own): "
+                "check_teacher: the teacher ColBERTModel has no tokenizer (it scores the batch's texts with its own): "
                 "load it with ColBERTModel.from_pretrained(dir) or set teacher.tokenizer = AutoTokenizer...(...)."
             )
     elif _is_multi_vector_encoder(teacher):
         if teacher.similarity_fn_name != "maxsim":
             raise ValueError(
-                f"tct_hf/st: teacher is a MultiVectorEncoder scored by {teacher.similarity_fn_name!r}; in-batch KD "
+                f"check_teacher: teacher is a MultiVectorEncoder scored by {teacher.similarity_fn_name!r}; in-batch "
+                "KD "
                 "distils ColBERT's MaxSim: set teacher.similarity_fn_name = 'maxsim'."
             )
     else:
         raise TypeError(
-            f"tct_hf/st: teacher must be a ColBERT late-interaction model (tct_hf.ColBERTModel or "
+            f"check_teacher: teacher must be a ColBERT late-interaction model (tct_hf.ColBERTModel or "
             f"sentence_transformers.MultiVectorEncoder), got {type(teacher).__name__}. Load a ColBERT checkpoint with "
             "tct_hf.ColBERTModel.from_pretrained(path) (tct_hf, Stanford ColBERT, multi-vector or PyLate directories)."
         )
     if teacher_autocast_dtype != "auto" and teacher_autocast_dtype not in DTYPES:
         raise ValueError(
-            f"tct_hf/st: teacher_autocast_dtype must be 'auto' or one of {sorted(DTYPES)}, "
+            f"check_teacher: teacher_autocast_dtype must be 'auto' or one of {sorted(DTYPES)}, "
             f"got {teacher_autocast_dtype!r}."
         )
     return freeze(teacher)
