@@ -23,6 +23,7 @@ travelling neighbours ``configuration_colbert.py``, ``loading_checks.py``, ``tex
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -88,8 +89,11 @@ def maxsim(
 ) -> torch.Tensor:
     """All-pairs MaxSim ``[B, N]``: ``sum_i q_mask[b,i] * max_{j: d_mask[n,j]} q[b,i] . d[n,j]`` in float32.
 
-    Passages are processed in chunks so that one ``[B, n, Lq, Ld]`` block holds at most ``chunk_elements``
-    values (a loop over chunks, never over pairs). Every passage must have at least one scored token.
+    One similarity block ``[b, n, Lq, Ld]`` (``b`` queries against ``n`` passages) holds at most
+    ``chunk_elements`` values (a loop over blocks, never over pairs): all queries against as many passages as fit
+    when the queries are few (at most ``isqrt(chunk_elements // (Lq * Ld))``) or all pairs fit at once, else about
+    square blocks of queries and passages. The blocking changes no score. Every passage must have at least one
+    scored token.
 
     Example:
         >>> q, d = torch.randn(2, 3, 4), torch.randn(5, 6, 4)
@@ -115,15 +119,33 @@ def maxsim(
     offsets = (~scored).to(torch.float32).unsqueeze(-1) * -bound
     extended = torch.cat([passages, offsets], dim=-1)  # [N, Ld, dim + 1]
     query_weights = query_mask.to(torch.float32)[:, :, None]
-    step = max(1, chunk_elements // max(1, batch * query_length * passage_length))
-    blocks = []
-    for start in range(0, count, step):
-        chunk = extended[start : start + step]
-        size = chunk.shape[0]
-        similarity = flat_queries @ chunk.reshape(size * passage_length, dim + 1).T  # [B * Lq, n * Ld], one GEMM
-        best = similarity.view(batch * query_length, size, passage_length).amax(dim=-1)
-        blocks.append((best.view(batch, query_length, size) * query_weights).sum(dim=1))
-    return torch.cat(blocks, dim=1)
+    rows, step = _maxsim_block(batch, count, query_length * passage_length, chunk_elements)
+    row_blocks = []
+    for first in range(0, batch, rows):
+        block_queries = flat_queries[first * query_length : (first + rows) * query_length]
+        block_weights = query_weights[first : first + rows]
+        size_q = block_weights.shape[0]
+        blocks = []
+        for start in range(0, count, step):
+            chunk = extended[start : start + step]
+            size = chunk.shape[0]
+            similarity = block_queries @ chunk.reshape(size * passage_length, dim + 1).T  # [b * Lq, n * Ld], one GEMM
+            best = similarity.view(size_q * query_length, size, passage_length).amax(dim=-1)
+            blocks.append((best.view(size_q, query_length, size) * block_weights).sum(dim=1))
+        row_blocks.append(torch.cat(blocks, dim=1))
+    return torch.cat(row_blocks, dim=0)
+
+
+def _maxsim_block(batch: int, count: int, pair_elements: int, chunk_elements: int) -> tuple[int, int]:
+    """(queries, passages) of one MaxSim block: at most ``chunk_elements // pair_elements`` pairs (at least one).
+    All queries when they are few (at most the square root of the pairs) or everything fits, else about square.
+
+    >>> _maxsim_block(4, 100, 10, 200), _maxsim_block(100, 100, 10, 1000), _maxsim_block(100, 5, 10, 1000)
+    ((4, 5), (10, 10), (20, 5))
+    """
+    pairs = max(1, chunk_elements // max(1, pair_elements))
+    rows = min(batch, max(math.isqrt(pairs), pairs // max(1, count)))
+    return rows, max(1, pairs // rows)
 
 
 def maxsim_pairwise(
@@ -452,9 +474,17 @@ class ColBERTModel(BertPreTrainedModel):
             mask = mask & ~torch.isin(input_ids, self._skiplist_ids.to(input_ids.device))
         return embeddings, mask
 
-    def maxsim(self, query_embeddings, query_mask, passage_embeddings, passage_mask) -> torch.Tensor:
-        """All-pairs MaxSim ``[B, N]`` in float32 (see the module function `maxsim`)."""
-        return maxsim(query_embeddings, query_mask, passage_embeddings, passage_mask)
+    def maxsim(
+        self,
+        query_embeddings,
+        query_mask,
+        passage_embeddings,
+        passage_mask,
+        chunk_elements: int = MAXSIM_CHUNK_ELEMENTS,
+    ) -> torch.Tensor:
+        """All-pairs MaxSim ``[B, N]`` in float32 (see the module function `maxsim`; ``chunk_elements`` bounds one
+        similarity block)."""
+        return maxsim(query_embeddings, query_mask, passage_embeddings, passage_mask, chunk_elements=chunk_elements)
 
     def forward(
         self,

@@ -5,6 +5,7 @@ own scores, and bad input."""
 from __future__ import annotations
 
 import json
+import math
 import string
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from transformers import BertModel, BertTokenizer
 from utils import tiny_bert_config, write_tiny_bert, write_tokenizer
 
 from tct_hf import ColBERTConfig, ColBERTModel
-from tct_hf.modeling_colbert import maxsim, maxsim_pairwise
+from tct_hf.modeling_colbert import _maxsim_block, maxsim, maxsim_pairwise
 
 QUERIES = ["what is the boiling temperature of water?", "paris", "how does a wing produce low pressure air flow"]
 PASSAGES = [
@@ -57,6 +58,31 @@ def test_maxsim_equals_naive_triple_loop():
     np.testing.assert_allclose(maxsim(q, q_mask, d, d_mask, chunk_elements=40).numpy(), expected, atol=1e-5)
     pairs = maxsim_pairwise(q, q_mask, d[:3], d_mask[:3]).numpy()
     np.testing.assert_allclose(pairs, np.diag(expected[:, :3]), atol=1e-5)
+
+
+@pytest.mark.parametrize("pairs_per_block", [1, 2, 4, 6, 21, 10**6])
+def test_maxsim_in_blocks_of_queries_and_passages_equals_naive(pairs_per_block):
+    generator = torch.Generator().manual_seed(1)
+    q, d = torch.randn(7, 5, 4, generator=generator), torch.randn(9, 6, 4, generator=generator)
+    q_mask = torch.rand(7, 5, generator=generator) > 0.3
+    d_mask = torch.rand(9, 6, generator=generator) > 0.4
+    d_mask[:, 0] = True
+    expected = naive_maxsim(q.numpy(), q_mask.numpy(), d.numpy(), d_mask.numpy())
+    got = maxsim(q, q_mask, d, d_mask, chunk_elements=pairs_per_block * 5 * 6)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 50, 1000])
+@pytest.mark.parametrize("count", [1, 7, 200, 5000])
+@pytest.mark.parametrize("pairs", [1, 10, 64, 10**4])
+def test_maxsim_block_stays_within_its_budget(batch, count, pairs):
+    rows, step = _maxsim_block(batch, count, pair_elements=30, chunk_elements=pairs * 30)
+    assert 1 <= rows <= batch and step >= 1
+    assert rows * min(step, count) <= pairs  # one [rows, step] block of pairs never exceeds the budget
+    if batch * count <= pairs:
+        assert (rows, min(step, count)) == (batch, count)  # everything fits: one block
+    elif batch <= math.isqrt(pairs):
+        assert rows == batch  # few queries: all of them, passages in chunks
 
 
 def test_unscored_passage_tokens_never_win_the_max_whatever_their_vectors():

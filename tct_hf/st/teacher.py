@@ -26,7 +26,15 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ..losses import gather_passages
 from ..modeling_colbert import ColBERTModel, maxsim
-from ..training.teacher import DTYPES, TeacherTokens, freeze, teacher_autocast, teacher_token_embeddings
+from ..training.teacher import (
+    DTYPES,
+    TeacherTokens,
+    cached_maxsim_elements,
+    freeze,
+    streamed_in_batch_teacher_scores,
+    teacher_autocast,
+    teacher_token_embeddings,
+)
 
 __all__ = ["check_teacher", "teacher_scores", "teacher_tokens"]
 
@@ -74,6 +82,18 @@ def _padded(vectors: list[Tensor], device: torch.device) -> tuple[Tensor, Tensor
     return padded, mask
 
 
+def _colbert_inputs(teacher: ColBERTModel, queries: list[str], passages: list[str], device: torch.device) -> dict:
+    """The texts in the teacher's own tokenization, under the trainer's batch keys (``teacher_query_input_ids``...)."""
+    query_batch = teacher.tokenize_queries(queries).to(device)
+    passage_batch = teacher.tokenize_passages(passages).to(device)
+    return {
+        "teacher_query_input_ids": query_batch["input_ids"],
+        "teacher_query_attention_mask": query_batch["attention_mask"],
+        "teacher_passage_input_ids": passage_batch["input_ids"],
+        "teacher_passage_attention_mask": passage_batch["attention_mask"],
+    }
+
+
 def teacher_tokens(
     teacher: torch.nn.Module,
     queries: list[str],
@@ -87,14 +107,7 @@ def teacher_tokens(
     if teacher.device != device:
         teacher.to(device)
     if isinstance(teacher, ColBERTModel):
-        query_batch = teacher.tokenize_queries(queries).to(device)
-        passage_batch = teacher.tokenize_passages(passages).to(device)
-        inputs = {
-            "teacher_query_input_ids": query_batch["input_ids"],
-            "teacher_query_attention_mask": query_batch["attention_mask"],
-            "teacher_passage_input_ids": passage_batch["input_ids"],
-            "teacher_passage_attention_mask": passage_batch["attention_mask"],
-        }
+        inputs = _colbert_inputs(teacher, queries, passages, device)
         return teacher_token_embeddings(teacher, inputs, teacher_autocast_dtype, chunk_size=chunk_size)
     with torch.inference_mode(), teacher_autocast(teacher_autocast_dtype, device):
         options = {"show_progress_bar": False, "convert_to_numpy": False}
@@ -118,13 +131,22 @@ def teacher_scores(
     """MaxSim ``[B_local, N]`` (float32, no gradient) of the local queries against the batch's passages.
 
     ``passages`` are this process's passages in the losses' column order (positives, then each query's negatives);
-    with ``gather`` the columns are every process's passages in the global order.
+    with ``gather`` the columns are every process's passages in the global order. ``chunk_size`` (the cached
+    loss's ``mini_batch_size``): MaxSim blocks of ``chunk_size`` x ``chunk_size`` pairs, and for a `ColBERTModel`
+    without ``gather`` passages encoded and scored chunk by chunk (`streamed_in_batch_teacher_scores`).
     """
+    if chunk_size is not None and not gather and isinstance(teacher, ColBERTModel):
+        # Passages encoded and scored chunk by chunk: the teacher's memory does not grow with the batch.
+        if teacher.device != device:
+            teacher.to(device)
+        inputs = _colbert_inputs(teacher, queries, passages, device)
+        return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, teacher_autocast_dtype)
     q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_autocast_dtype, device, chunk_size)
     # MaxSim in float32 even inside the student's mixed-precision autocast (a bf16 matmul would round the targets).
     with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=False):
         if gather:
             d = gather_passages(d, len(queries), pad_dim=1, pad_value=0.0)
             d_mask = gather_passages(d_mask, len(queries), pad_dim=1, pad_value=False)
-        scores = maxsim(q, q_mask, d, d_mask)
+        budget = cached_maxsim_elements(chunk_size, q.shape[1], d.shape[1])
+        scores = maxsim(q, q_mask, d, d_mask, chunk_elements=budget)
     return scores.clone()  # a normal tensor: autograd may use it as a target

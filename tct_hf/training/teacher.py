@@ -16,8 +16,11 @@ What keeps the teacher cheap (measurements: benchmarks/RESULTS.md, from ``benchm
   natively (CUDA with bf16, or a CPU with ``avx512_bf16`` / AMX), else float32. Under autocast the small 128-d
   projection still runs in float32 on the encoder's float32 LayerNorm output: it costs little and about halves the
   bf16 teacher's distortion of softmax(scores / 0.25);
-- MaxSim accumulated in float32 on the token embeddings computed once per step (`in_batch_teacher_scores` and
-  `pairwise_teacher_scores` both take precomputed `TeacherTokens` when a caller needs both).
+- MaxSim accumulated in float32 (autocast off) on the token embeddings computed once per step
+  (`in_batch_teacher_scores` and `pairwise_teacher_scores` both take precomputed `TeacherTokens` when a caller
+  needs both);
+- under cached gradients (``chunk_size``), encoding and scoring chunk by chunk (`streamed_in_batch_teacher_scores`,
+  `streamed_pairwise_teacher_scores`), so that the teacher's memory does not grow with the batch either.
 
 Example:
     >>> resolve_teacher_dtype("float32", torch.device("cpu"))
@@ -35,7 +38,7 @@ from torch import Tensor
 
 from ..losses import chunk_ranges, gather_passages
 from ..losses.columns import own_columns
-from ..modeling_colbert import maxsim_pairwise
+from ..modeling_colbert import MAXSIM_CHUNK_ELEMENTS, maxsim_pairwise
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PASSAGE_LAYOUTS = ("unpadded", "buckets", "padded")
@@ -206,6 +209,20 @@ def encode_teacher_passages(
     raise ValueError(f"teacher passage layout must be one of {PASSAGE_LAYOUTS}, got {layout!r}")
 
 
+@contextlib.contextmanager
+def _encoding(teacher, dtype_name: str, device: torch.device):
+    """The teacher's encoder: inference mode, its autocast dtype, the projection in float32."""
+    with torch.inference_mode(), teacher_autocast(dtype_name, device), float32_projection(teacher):
+        yield
+
+
+@contextlib.contextmanager
+def _scoring(device: torch.device):
+    """MaxSim: inference mode, autocast off (float32 even inside the student's mixed-precision autocast)."""
+    with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=False):
+        yield
+
+
 def teacher_token_embeddings(
     teacher,
     inputs: dict[str, Tensor],
@@ -226,7 +243,7 @@ def teacher_token_embeddings(
     passage_chunks = (
         [(0, passage_ids.shape[0])] if chunk_size is None else chunk_ranges(passage_ids.shape[0], chunk_size)
     )
-    with torch.inference_mode(), teacher_autocast(dtype_name, device), float32_projection(teacher):
+    with _encoding(teacher, dtype_name, device):
         queries = [
             teacher.encode_query_tokens(query_ids[begin:end], query_attention[begin:end])
             for begin, end in query_chunks
@@ -240,6 +257,92 @@ def teacher_token_embeddings(
     q, q_mask = (torch.cat(parts) for parts in zip(*queries))
     d, d_mask = (torch.cat(parts) for parts in zip(*passages))
     return TeacherTokens(q.float(), q_mask, d, d_mask)
+
+
+def cached_maxsim_elements(chunk_size: int | None, query_length: int, passage_length: int) -> int:
+    """Element budget of one MaxSim similarity block: under cached gradients (`chunk_size` set), ``chunk_size``
+    queries against ``chunk_size`` passages, so that the block does not grow with the batch (never more than
+    `MAXSIM_CHUNK_ELEMENTS`, the budget without chunks).
+
+    >>> cached_maxsim_elements(16, 36, 52), cached_maxsim_elements(None, 36, 52) == MAXSIM_CHUNK_ELEMENTS
+    (479232, True)
+    """
+    if chunk_size is None:
+        return MAXSIM_CHUNK_ELEMENTS
+    return min(MAXSIM_CHUNK_ELEMENTS, chunk_size * chunk_size * query_length * passage_length)
+
+
+def streamed_in_batch_teacher_scores(
+    teacher,
+    inputs: dict[str, Tensor],
+    chunk_size: int,
+    dtype_name: str = "float32",
+    passage_layout: str = "unpadded",
+) -> Tensor:
+    """`in_batch_teacher_scores` of a cached-gradient step on one process: the teacher's memory grows with the
+    batch only through the queries' token embeddings (kept, ``[B, Lq, dim]`` float32: the short side) and the
+    ``[B, N]`` scores. Passages are encoded ``chunk_size`` at a time, scored against every query in MaxSim blocks
+    of ``chunk_size`` queries x ``chunk_size`` passages (`cached_maxsim_elements`) and dropped. The same scores as
+    the unchunked path up to float rounding."""
+    device = inputs["teacher_query_input_ids"].device
+    query_ids, query_attention = inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
+    passage_ids, passage_attention = inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"]
+    with _encoding(teacher, dtype_name, device):
+        parts = [
+            teacher.encode_query_tokens(query_ids[begin:end], query_attention[begin:end])
+            for begin, end in chunk_ranges(query_ids.shape[0], chunk_size)
+        ]
+    queries, query_mask = (torch.cat(part) for part in zip(*parts))
+    del parts
+    queries = queries.float()
+    budget = cached_maxsim_elements(chunk_size, queries.shape[1], passage_ids.shape[1])
+    with _scoring(device):
+        scores = queries.new_empty(queries.shape[0], passage_ids.shape[0])
+    for begin, end in chunk_ranges(passage_ids.shape[0], chunk_size):
+        with _encoding(teacher, dtype_name, device):
+            passages, passage_mask = encode_teacher_passages(
+                teacher, passage_ids[begin:end], passage_attention[begin:end], passage_layout
+            )
+        with _scoring(device):
+            scores[:, begin:end] = teacher.maxsim(queries, query_mask, passages, passage_mask, chunk_elements=budget)
+        del passages, passage_mask
+    return _as_target(scores)
+
+
+def streamed_pairwise_teacher_scores(
+    teacher,
+    inputs: dict[str, Tensor],
+    chunk_size: int,
+    dtype_name: str = "float32",
+    passage_layout: str = "unpadded",
+) -> Tensor:
+    """`pairwise_teacher_scores` of a cached-gradient step: ``chunk_size`` queries at a time, encoded with their own
+    ``1 + n`` passages, scored and dropped, so that only the ``[B, 1 + n]`` scores grow with the batch."""
+    device = inputs["teacher_query_input_ids"].device
+    query_ids, query_attention = inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
+    passage_ids, passage_attention = inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"]
+    b = query_ids.shape[0]
+    parts = []
+    for begin, end in chunk_ranges(b, chunk_size):
+        own = own_columns(torch.arange(begin, end, device=device), b, passage_ids.shape[0]).flatten()
+        with _encoding(teacher, dtype_name, device):
+            q, q_mask = teacher.encode_query_tokens(query_ids[begin:end], query_attention[begin:end])
+            d, d_mask = encode_teacher_passages(teacher, passage_ids[own], passage_attention[own], passage_layout)
+        parts.append(_own_pair_scores(q.float(), q_mask, d, d_mask))
+    with _scoring(device):
+        scores = torch.cat(parts)
+    return _as_target(scores)
+
+
+def _own_pair_scores(q: Tensor, q_mask: Tensor, d: Tensor, d_mask: Tensor) -> Tensor:
+    """MaxSim ``[b, 1 + n]`` of ``b`` queries with their own passages, ``d`` holding ``b (1 + n)`` passages in
+    `own_columns` order (query 0's positive and negatives, then query 1's...)."""
+    b = q.shape[0]
+    repeat = d.shape[0] // b
+    with _scoring(q.device):
+        return maxsim_pairwise(
+            q.repeat_interleave(repeat, dim=0), q_mask.repeat_interleave(repeat, dim=0), d, d_mask
+        ).view(b, repeat)
 
 
 def _as_target(scores: Tensor) -> Tensor:
@@ -260,8 +363,13 @@ def in_batch_teacher_scores(
     """MaxSim of the local queries against every passage of the batch, global when `gather`: [B_local, N].
 
     Other processes' passages arrive as token embeddings padded to the longest, in the column order of the student's
-    gathered matrix ([all ranks' positives, all ranks' negatives]; `tct_hf.losses.global_batch`).
+    gathered matrix ([all ranks' positives, all ranks' negatives]; `tct_hf.losses.global_batch`). `chunk_size`
+    (cached gradients): without `gather` and precomputed `tokens`, passages are encoded and scored chunk by chunk
+    (`streamed_in_batch_teacher_scores`); with either, the token embeddings of the (gathered) batch are kept and
+    only the encoder and the MaxSim blocks are chunked.
     """
+    if chunk_size is not None and tokens is None and not gather:
+        return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, dtype_name, passage_layout)
     q, q_mask, d, d_mask = (
         tokens
         if tokens is not None
@@ -269,12 +377,13 @@ def in_batch_teacher_scores(
             teacher, inputs, dtype_name, chunk_size=chunk_size, passage_layout=passage_layout
         )
     )
-    with torch.inference_mode():
+    with _scoring(q.device):
         if gather:
             b = q.shape[0]
             d = gather_passages(d, b, pad_dim=1, pad_value=0.0)
             d_mask = gather_passages(d_mask, b, pad_dim=1, pad_value=False)
-        scores = teacher.maxsim(q, q_mask, d, d_mask)
+        budget = cached_maxsim_elements(chunk_size, q.shape[1], d.shape[1])
+        scores = teacher.maxsim(q, q_mask, d, d_mask, chunk_elements=budget)
     return _as_target(scores)
 
 
@@ -289,23 +398,15 @@ def pairwise_teacher_scores(
 ) -> Tensor:
     """MaxSim of each local query with its own positive and negatives only: [B_local, 1 + n], column 0 the positive.
 
-    B(1 + n) query-passage interactions instead of B x B(1 + n).
+    B(1 + n) query-passage interactions instead of B x B(1 + n). `chunk_size` (cached gradients), without
+    precomputed `tokens`: `streamed_pairwise_teacher_scores`.
     """
+    if chunk_size is not None and tokens is None:
+        return streamed_pairwise_teacher_scores(teacher, inputs, chunk_size, dtype_name, passage_layout)
     q, q_mask, d, d_mask = (
         tokens
         if tokens is not None
-        else teacher_token_embeddings(
-            teacher, inputs, dtype_name, chunk_size=chunk_size, passage_layout=passage_layout
-        )
+        else teacher_token_embeddings(teacher, inputs, dtype_name, passage_layout=passage_layout)
     )
-    with torch.inference_mode():
-        b = q.shape[0]
-        own = own_columns(torch.arange(b, device=q.device), b, d.shape[0])  # [B, 1 + n]
-        repeat = own.shape[1]
-        scores = maxsim_pairwise(
-            q.repeat_interleave(repeat, dim=0),
-            q_mask.repeat_interleave(repeat, dim=0),
-            d[own.flatten()],
-            d_mask[own.flatten()],
-        ).view(b, repeat)
-    return _as_target(scores)
+    own = own_columns(torch.arange(q.shape[0], device=q.device), q.shape[0], d.shape[0]).flatten()  # [B (1 + n)]
+    return _as_target(_own_pair_scores(q, q_mask, d[own], d_mask[own]))

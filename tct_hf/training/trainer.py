@@ -14,7 +14,9 @@ negatives are the passages of the same micro-batch (the paper's batch is one mic
 Cached gradients (`gradient_cache_chunk_size=N`, GradCache): the same loss over the same batch, with the student's
 activation memory of N rows: `tct_hf.losses.cached_loss` embeds N queries / passages at a time without a graph,
 caches the loss's gradient with respect to the embeddings, and re-embeds each chunk with a graph (same RNG, so the
-same dropout) inside Trainer's `backward`, which scales it by 1 / accumulation steps like any loss.
+same dropout) inside Trainer's `backward`, which scales it by 1 / accumulation steps like any loss. The frozen
+teacher scores the batch N rows at a time as well (`teacher.streamed_in_batch_teacher_scores`,
+`streamed_pairwise_teacher_scores`), so neither side's memory grows with the batch.
 """
 
 from __future__ import annotations

@@ -148,3 +148,81 @@ def test_attention_groups_and_layout_errors(teacher_and_batch):
 
     with pytest.raises(ValueError, match="teacher_passages"):
         TCTTrainingArguments(output_dir="unused", teacher_passages="packed", use_cpu=True)
+
+
+def naive_pair_scores(tokens, pairs) -> torch.Tensor:
+    """MaxSim of the given (query, passage) pairs, one pair at a time in float64."""
+    scores = []
+    for b, n in pairs:
+        similarity = tokens.queries[b].double() @ tokens.passages[n].double().T  # [Lq, Ld]
+        best = similarity[:, tokens.passage_mask[n]].max(dim=1).values
+        scores.append(float(best[tokens.query_mask[b]].sum()))
+    return torch.tensor(scores, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def two_negative_batch(teacher_and_batch):
+    teacher, _ = teacher_and_batch
+    examples = make_examples(7, num_negatives=2, seed=9)
+    return TCTCollator(None, teacher, query_max_length=8, passage_max_length=40, num_negatives=2)(examples)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7])
+def test_cached_teacher_scores_equal_unchunked_and_naive_scores(teacher_and_batch, two_negative_batch, chunk_size):
+    teacher, _ = teacher_and_batch
+    batch = two_negative_batch  # 7 queries, 21 passages: chunks of 3 leave a short last chunk
+    tokens = teacher_token_embeddings(teacher, batch, "float32")  # one call each side: the unchunked tokens
+    b, n = tokens.queries.shape[0], tokens.passages.shape[0]
+    naive = naive_pair_scores(tokens, [(i, j) for i in range(b) for j in range(n)]).view(b, n).float()
+    unchunked = in_batch_teacher_scores(teacher, batch, gather=False)
+    cached = in_batch_teacher_scores(teacher, batch, gather=False, chunk_size=chunk_size)
+    torch.testing.assert_close(unchunked, naive, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(cached, unchunked, atol=1e-5, rtol=1e-6)
+    own = [(i, j) for i in range(b) for j in (i, b + 2 * i, b + 2 * i + 1)]  # positive, then both negatives
+    naive_pairs = naive_pair_scores(tokens, own).view(b, 3).float()
+    cached_pairs = pairwise_teacher_scores(teacher, batch, num_negatives=2, chunk_size=chunk_size)
+    torch.testing.assert_close(
+        pairwise_teacher_scores(teacher, batch, num_negatives=2), naive_pairs, atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(cached_pairs, naive_pairs, atol=1e-5, rtol=0)
+    assert not cached.is_inference() and not cached_pairs.is_inference()  # usable as loss targets
+
+
+def test_cached_teacher_encodes_and_scores_chunk_by_chunk(teacher_and_batch, monkeypatch):
+    """Memory that does not grow with the batch: no encoder call over more than `chunk_size` rows, no MaxSim call
+    over more than `chunk_size` passages, and a block budget of `chunk_size` x `chunk_size` pairs."""
+    teacher, batch = teacher_and_batch  # 12 queries, 24 passages
+    encoded, scored = [], []
+    for name in ("encode_query_tokens", "encode_passage_tokens"):
+        original = getattr(teacher, name)
+
+        def recording(input_ids, *args, _original=original, **kwargs):
+            encoded.append(input_ids.shape[0])
+            return _original(input_ids, *args, **kwargs)
+
+        monkeypatch.setattr(teacher, name, recording)
+    original_maxsim = teacher.maxsim
+
+    def recording_maxsim(q, q_mask, d, d_mask, chunk_elements):
+        scored.append((d.shape[0], chunk_elements))
+        return original_maxsim(q, q_mask, d, d_mask, chunk_elements=chunk_elements)
+
+    monkeypatch.setattr(teacher, "maxsim", recording_maxsim)
+    in_batch_teacher_scores(teacher, batch, gather=False, chunk_size=5)
+    assert max(encoded) == 5 and sum(encoded) == 12 + 24
+    query_length, passage_length = (
+        batch["teacher_query_input_ids"].shape[1],
+        batch["teacher_passage_input_ids"].shape[1],
+    )
+    assert [count for count, _ in scored] == [5, 5, 5, 5, 4]
+    assert {budget for _, budget in scored} == {5 * 5 * query_length * passage_length}
+
+
+def test_maxsim_stays_float32_inside_an_outer_bf16_autocast(teacher_and_batch):
+    teacher, batch = teacher_and_batch
+    plain = in_batch_teacher_scores(teacher, batch, gather=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for chunk_size in (None, 5):
+            inside = in_batch_teacher_scores(teacher, batch, gather=False, chunk_size=chunk_size)
+            assert inside.dtype == torch.float32
+            torch.testing.assert_close(inside, plain, atol=1e-5, rtol=1e-6)
