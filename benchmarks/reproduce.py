@@ -185,7 +185,7 @@ def evaluate_encoder(
     from tct_hf.retrieval.index import build_index
     from tct_hf.retrieval.search import search
 
-    kwargs = {"dtype": dtype} if dtype is not None else {}
+    kwargs = {"autocast_dtype": dtype} if dtype is not None else {}
     passage_kwargs = dict(kwargs)
     if passage_max_length is not None:
         passage_kwargs["max_length"] = passage_max_length + encoder.config.pooling_start

@@ -115,6 +115,33 @@ def test_split_drops_empty_docs_from_training_but_not_from_evaluation(tmp_path):
     assert list(again["test_queries"]) == list(data["test_queries"])
 
 
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+def test_evaluate_encoder_ranks_with_an_exact_inner_product_search(tmp_path, dtype):
+    """evaluate_encoder under bf16 autocast (the reproduction's default on a CPU with bf16) and in float32: its
+    per-query nDCG@10 equals a numpy ranking of the same model's vectors scored by pytrec_eval."""
+    import pytrec_eval
+    import torch
+
+    from tct_hf import TCTModel
+
+    module = load_script()
+    data = module.load_cranfield(write_tiny_cranfield(tmp_path / "data"), train_size=8, split_seed=13)
+    model = TCTModel.from_pretrained(str(write_tiny_bert(tmp_path / "bert"))).eval()
+    autocast = getattr(torch, dtype) if dtype else None
+    metrics, _ = module.evaluate_encoder(model, data, autocast, 24)
+    qids = list(data["test_queries"])
+    passages = model.encode_passages(data["texts"], max_length=24 + model.config.pooling_start, autocast_dtype=autocast)
+    queries = model.encode_queries([data["test_queries"][q] for q in qids], autocast_dtype=autocast)
+    scores = np.asarray(queries, dtype=np.float32) @ np.asarray(passages, dtype=np.float32).T
+    run = {}
+    for row, qid in enumerate(qids):
+        top = np.argsort(-scores[row], kind="stable")[:100]
+        run[qid] = {data["docids"][j]: float(scores[row, j]) for j in top}
+    expected = pytrec_eval.RelevanceEvaluator(data["test_qrels"], {"ndcg_cut.10"}).evaluate(run)
+    for qid in qids:
+        assert metrics["per_query_nDCG@10"][qid] == pytest.approx(expected[qid]["ndcg_cut_10"], abs=1e-6)
+
+
 @pytest.fixture(scope="module")
 def smoke_result(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
