@@ -130,7 +130,8 @@ def test_evaluate_encoder_ranks_with_an_exact_inner_product_search(tmp_path, dty
     autocast = getattr(torch, dtype) if dtype else None
     metrics, _ = module.evaluate_encoder(model, data, autocast, 24)
     qids = list(data["test_queries"])
-    passages = model.encode_passages(data["texts"], max_length=24 + model.config.pooling_start, autocast_dtype=autocast)
+    length = 24 + model.config.pooling_start
+    passages = model.encode_passages(data["texts"], max_length=length, autocast_dtype=autocast)
     queries = model.encode_queries([data["test_queries"][q] for q in qids], autocast_dtype=autocast)
     scores = np.asarray(queries, dtype=np.float32) @ np.asarray(passages, dtype=np.float32).T
     run = {}
