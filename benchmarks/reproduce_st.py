@@ -108,7 +108,7 @@ def train_native(config, variant: str, teacher, columns, labelled, seed: int, wo
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
     from transformers import set_seed
 
-    from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss
+    from tct_hf.st import InBatchKDLoss
 
     set_seed(seed)
     student = SentenceTransformer(config.backbone, device="cpu")
@@ -133,22 +133,19 @@ def train_native(config, variant: str, teacher, columns, labelled, seed: int, wo
         bf16=config.bf16,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
     )
-    collator, dataset = None, columns
+    dataset = columns
     if variant == "st_in_batch_kd":
         teacher_autocast_dtype = "bfloat16" if config.bf16 else "float32"
         loss = InBatchKDLoss(
             student, teacher, temperature=config.temperature, teacher_autocast_dtype=teacher_autocast_dtype
         )
-        collator = InBatchKDDataCollator.for_model(student, args)
     elif variant == "st_mnrl":
         loss = MultipleNegativesRankingLoss(student)
     elif variant == "st_distill_kl":
         loss, dataset = UnscaledDistillKLDivLoss(student, config.temperature), labelled
     else:
         raise ValueError(f"unknown variant {variant!r}")
-    trainer = SentenceTransformerTrainer(
-        model=student, args=args, train_dataset=dataset, loss=loss, data_collator=collator
-    )
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, loss=loss)
     output = trainer.train()
     student.eval()
     return student, timing(output, steps)

@@ -33,7 +33,7 @@ from transformers import set_seed
 
 from tct_hf import ColBERTModel
 from tct_hf.backbones import default_backbone
-from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss, to_sentence_transformers_columns
+from tct_hf.st import InBatchKDLoss, to_sentence_transformers_columns
 from tct_hf.training import (
     DataArguments,
     demo_training_defaults,
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["student_before"] = evaluate_student(student, data.dev, autocast_dtype=eval_dtype)
         print(json.dumps({"before": results}, indent=2), flush=True)
 
-    # 6. Distillation through sentence-transformers' own trainer.
+    # 6. Distillation through sentence-transformers' own trainer (and its default collator: the loss, created first,
+    # has the student's preprocessing keep the texts its teacher reads).
     loss = InBatchKDLoss(
         student,
         teacher,
@@ -149,13 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         scale=model_args.scale,
         teacher_autocast_dtype=model_args.teacher_autocast_dtype,
     )
-    trainer = SentenceTransformerTrainer(
-        model=student,
-        args=args,
-        train_dataset=train,
-        loss=loss,
-        data_collator=InBatchKDDataCollator.for_model(student, args),
-    )
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train, loss=loss)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
 
     # 7. Metrics after; save the student with sentence-transformers' generated model card (and push it if asked).

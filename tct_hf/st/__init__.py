@@ -1,6 +1,7 @@
 """sentence-transformers losses over `tct_hf.losses`: in-batch KD from a ColBERT teacher into any
-`SentenceTransformer`, plain or with cached gradients (`CachedInBatchKDLoss`); the only package of tct_hf that
-imports sentence-transformers' training API.
+`SentenceTransformer`, plain or with cached gradients (`CachedInBatchKDLoss`), given to `SentenceTransformerTrainer`
+as any of its losses (the batch's texts reach the loss through the trainer's own collator: `texts`); the only package
+of tct_hf that imports sentence-transformers' training API.
 """
 
 from .cached_in_batch_kd import CachedInBatchKDLoss

@@ -60,8 +60,7 @@ class CachedInBatchKDLoss(InBatchKDLoss):
 
         loss = CachedInBatchKDLoss(student, teacher, mini_batch_size=32)
         trainer = SentenceTransformerTrainer(
-            model=student, args=args, train_dataset=dataset, loss=loss,   # per_device_train_batch_size=1024
-            data_collator=InBatchKDDataCollator.for_model(student, args),
+            model=student, args=args, train_dataset=dataset, loss=loss  # per_device_train_batch_size=1024
         )
     """
 

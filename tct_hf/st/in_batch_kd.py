@@ -29,8 +29,8 @@ from ..losses import GlobalScores, build_global_scores, in_batch_kd_loss
 from ..losses.citations import TCT_COLBERT_CITATION
 from ..losses.global_batch import resolve_gather_across_devices
 from ..losses.logits import check_temperature
-from .data_collator import TEXT_KEY
 from .teacher import check_teacher, teacher_scores
+from .texts import TEXT_KEY, keep_texts
 
 __all__ = ["DEFAULT_SCALES", "InBatchKDLoss"]
 
@@ -63,7 +63,10 @@ class InBatchKDLoss(nn.Module):
 
     Requirements:
         1. (query, positive) pairs or (query, positive, negative_1, ..., negative_n) tuples of texts
-        2. the texts reach the loss: use ``data_collator=InBatchKDDataCollator.for_model(model, args)``
+        2. the loss is created before the trainer and given to it as an instance (not a factory): its constructor
+           makes the student's ``preprocess`` also return the raw texts (`tct_hf.st.texts`), so the trainer's default
+           collator hands them to the loss. Otherwise pass ``data_collator=InBatchKDDataCollator.for_model(model,
+           args)``.
         3. at least 2 queries per (global) batch
 
     Inputs:
@@ -83,14 +86,12 @@ class InBatchKDLoss(nn.Module):
 
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
         from tct_hf import ColBERTModel
-        from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss
+        from tct_hf.st import InBatchKDLoss
 
         student = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
         teacher = ColBERTModel.from_pretrained("colbert-ir/colbertv2.0")
-        loss = InBatchKDLoss(student, teacher)
         trainer = SentenceTransformerTrainer(
-            model=student, args=args, train_dataset=dataset, loss=loss,
-            data_collator=InBatchKDDataCollator.for_model(student, args),
+            model=student, args=args, train_dataset=dataset, loss=InBatchKDLoss(student, teacher)
         )
         trainer.train()
     """
@@ -130,6 +131,8 @@ class InBatchKDLoss(nn.Module):
         self.mask_duplicates = mask_duplicates
         self.gather_across_devices = gather_across_devices
         self.teacher_autocast_dtype = teacher_autocast_dtype
+        # Before the trainer exists: it builds its collator from model.preprocess, which now keeps the texts.
+        keep_texts(model)
 
     # ------------------------------------------------------------------ texts
 
@@ -151,9 +154,12 @@ class InBatchKDLoss(nn.Module):
             texts = features.pop(TEXT_KEY, None)
             if texts is None:
                 raise ValueError(
-                    "InBatchKDLoss: the batch carries no texts for the teacher (column "
-                    f"{index}): pass data_collator=InBatchKDDataCollator.for_model(model, args) to "
-                    "SentenceTransformerTrainer; the teacher reads the exact texts with its own tokenizer."
+                    f"InBatchKDLoss: the batch carries no texts for the teacher (column {index}). The teacher reads "
+                    "the exact texts with its own tokenizer; they reach the loss through the collator that "
+                    "SentenceTransformerTrainer builds from the student's preprocess once the loss exists. Create the "
+                    "loss before the trainer and pass the instance, SentenceTransformerTrainer(model=student, "
+                    "loss=InBatchKDLoss(student, teacher), ...), not a factory; or pass data_collator="
+                    "InBatchKDDataCollator.for_model(student, args). Every text column must hold strings."
                 )
             columns.append(list(texts))
         queries, positives, negatives = columns[0], columns[1], columns[2:]

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from st_helpers import make_rows, make_student  # noqa: E402
 
 from tct_hf import ColBERTModel  # noqa: E402
-from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss  # noqa: E402
+from tct_hf.st import InBatchKDLoss  # noqa: E402
 from tct_hf.training import end_training  # noqa: E402
 
 GLOBAL_BATCH = 8
@@ -67,8 +67,7 @@ def main(student_dir: str, teacher_dir: str, out_dir: str) -> None:
         model=student,
         args=args,
         train_dataset=Dataset.from_list(rows()),
-        loss=InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"),
-        data_collator=InBatchKDDataCollator.for_model(student, args),
+        loss=InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"),  # the trainer's own collator
     )
     trainer.train()
     if trainer.is_world_process_zero():

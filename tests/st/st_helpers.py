@@ -51,15 +51,12 @@ def make_rows(count: int, num_negatives: int = 1, seed: int = 0) -> list[dict]:
 
 
 def features_of(student, rows: list[dict]) -> list[dict]:
-    """What SentenceTransformerTrainer hands the loss: one feature dict per column, texts under "text"."""
-    batch = _collator_for(student)(rows)
+    """What SentenceTransformerTrainer hands the loss: its default collator over ``student.preprocess`` (the texts
+    under "text" once an InBatchKDLoss exists for ``student``), one feature dict per column."""
+    from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
+
+    batch = SentenceTransformerDataCollator(preprocess_fn=student.preprocess)(rows)
     return [{k[len(c) + 1 :]: v for k, v in batch.items() if k.startswith(c + "_")} for c in rows[0]]
-
-
-def _collator_for(student):
-    from tct_hf.st import InBatchKDDataCollator
-
-    return InBatchKDDataCollator.for_model(student)
 
 
 @functools.cache

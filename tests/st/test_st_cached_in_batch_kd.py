@@ -14,7 +14,7 @@ from torch.utils.data import BatchSampler, SequentialSampler
 from utils import write_tiny_bert
 
 from tct_hf.losses import chunk_ranges
-from tct_hf.st import CachedInBatchKDLoss, InBatchKDDataCollator, InBatchKDLoss
+from tct_hf.st import CachedInBatchKDLoss, InBatchKDLoss
 
 
 def rows_with_duplicates() -> list[dict]:
@@ -127,7 +127,6 @@ def test_in_the_trainer_with_gradient_accumulation(tmp_path):
         args=args,
         train_dataset=Dataset.from_list(rows),
         loss=CachedInBatchKDLoss(student, teacher, teacher_autocast_dtype="float32", mini_batch_size=2),
-        data_collator=InBatchKDDataCollator.for_model(student, args),
     )
     trainer.train()
     params = dict(student.named_parameters())

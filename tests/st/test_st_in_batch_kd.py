@@ -201,16 +201,6 @@ def test_student_similarity_that_is_not_a_logit_is_refused(similarity):
         InBatchKDLoss(make_student(st_dirs["student"], similarity=similarity), teacher)
 
 
-def test_batch_without_texts_says_which_collator():
-    student = new_student()
-    teacher = load_teacher()
-    features = features_of(student, make_rows(3))
-    for feature in features:
-        feature.pop("text")
-    with pytest.raises(ValueError, match="InBatchKDDataCollator"):
-        InBatchKDLoss(student, teacher)(features)
-
-
 def test_bad_temperature_and_scale_are_refused():
     student = new_student()
     teacher = load_teacher()

@@ -17,7 +17,7 @@ from st_helpers import features_of, load_teacher, make_rows, make_student
 from st_helpers import st_dirs as dirs
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from tct_hf.st import InBatchKDDataCollator, InBatchKDLoss
+from tct_hf.st import InBatchKDLoss
 
 
 def trainer_for(student, teacher, args, rows, **kwargs) -> SentenceTransformerTrainer:
@@ -26,7 +26,6 @@ def trainer_for(student, teacher, args, rows, **kwargs) -> SentenceTransformerTr
         args=args,
         train_dataset=Dataset.from_list(rows),
         loss=InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"),
-        data_collator=InBatchKDDataCollator.for_model(student, args),
         **kwargs,
     )
 
@@ -158,7 +157,6 @@ def test_gradient_accumulation_averages_the_micro_batches(tmp_path):
         args=args,
         train_dataset=Dataset.from_list(rows),
         loss=InBatchKDLoss(student, teacher, teacher_autocast_dtype="float32"),
-        data_collator=InBatchKDDataCollator.for_model(student, args),
     )
     trainer.train()
     params = dict(student.named_parameters())
