@@ -133,14 +133,15 @@ def teacher_scores(
     ``passages`` are this process's passages in the losses' column order (positives, then each query's negatives);
     with ``gather`` the columns are every process's passages in the global order. ``chunk_size`` (the cached
     loss's ``mini_batch_size``): MaxSim blocks of ``chunk_size`` x ``chunk_size`` pairs, and for a `ColBERTModel`
-    without ``gather`` passages encoded and scored chunk by chunk (`streamed_in_batch_teacher_scores`).
+    passages encoded and scored chunk by chunk, with ``gather`` against every process's queries, only score columns
+    crossing processes (`streamed_in_batch_teacher_scores`).
     """
-    if chunk_size is not None and not gather and isinstance(teacher, ColBERTModel):
+    if chunk_size is not None and isinstance(teacher, ColBERTModel):
         # Passages encoded and scored chunk by chunk: the teacher's memory does not grow with the batch.
         if teacher.device != device:
             teacher.to(device)
         inputs = _colbert_inputs(teacher, queries, passages, device)
-        return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, teacher_autocast_dtype)
+        return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, teacher_autocast_dtype, gather=gather)
     q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_autocast_dtype, device, chunk_size)
     # MaxSim in float32 even inside the student's mixed-precision autocast (a bf16 matmul would round the targets).
     with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=False):

@@ -20,7 +20,9 @@ What keeps the teacher cheap (measurements: benchmarks/RESULTS.md, from ``benchm
   (`in_batch_teacher_scores` and `pairwise_teacher_scores` both take precomputed `TeacherTokens` when a caller
   needs both);
 - under cached gradients (``chunk_size``), encoding and scoring chunk by chunk (`streamed_in_batch_teacher_scores`,
-  `streamed_pairwise_teacher_scores`), so that the teacher's memory does not grow with the batch either.
+  `streamed_pairwise_teacher_scores`), so that the teacher's memory does not grow with the batch either; when
+  gathering across processes, the queries' token embeddings (the short side) and score columns travel, never the
+  passages' token embeddings.
 
 Example:
     >>> resolve_teacher_dtype("float32", torch.device("cpu"))
@@ -36,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..losses import chunk_ranges, gather_passages
+from ..losses import chunk_ranges, gather_padded, gather_passages, rank
 from ..losses.columns import own_columns
 from ..modeling_colbert import MAXSIM_CHUNK_ELEMENTS, maxsim_pairwise
 
@@ -278,23 +280,37 @@ def streamed_in_batch_teacher_scores(
     chunk_size: int,
     dtype_name: str = "float32",
     passage_layout: str = "unpadded",
+    gather: bool = False,
 ) -> Tensor:
-    """`in_batch_teacher_scores` of a cached-gradient step on one process: the teacher's memory grows with the
-    batch only through the queries' token embeddings (kept, ``[B, Lq, dim]`` float32: the short side) and the
-    ``[B, N]`` scores. Passages are encoded ``chunk_size`` at a time, scored against every query in MaxSim blocks
-    of ``chunk_size`` queries x ``chunk_size`` passages (`cached_maxsim_elements`) and dropped. The same scores as
-    the unchunked path up to float rounding."""
+    """`in_batch_teacher_scores` of a cached-gradient step: the teacher's memory grows with the batch only through
+    the queries' token embeddings (kept, ``[B, Lq, dim]`` float32: the short side) and the scores. Passages are
+    encoded ``chunk_size`` at a time, scored against every query in MaxSim blocks of ``chunk_size`` queries x
+    ``chunk_size`` passages (`cached_maxsim_elements`) and dropped. The same scores as the unchunked path up to
+    float rounding.
+
+    With `gather`, the short side travels instead of the passages: every process gathers all processes' query token
+    embeddings (`gather_padded`, padded to the longest query with mask False), scores its own passages against all of
+    them (``[B_global, N_local]``), and the score columns are gathered into the student's global column order
+    (`gather_passages` of the transposed scores: [all ranks' positives, all ranks' negatives]); this process keeps
+    its own queries' rows, ``[B_local, N_global]``. No process holds another process's passage tokens; the whole
+    ``[B_global, N_global]`` float32 score matrix passes through each process once. Every process must hold the same
+    number of queries and passages (else `ValueError`, as for any gathered batch)."""
     device = inputs["teacher_query_input_ids"].device
     query_ids, query_attention = inputs["teacher_query_input_ids"], inputs["teacher_query_attention_mask"]
     passage_ids, passage_attention = inputs["teacher_passage_input_ids"], inputs["teacher_passage_attention_mask"]
+    num_local_queries = query_ids.shape[0]
     with _encoding(teacher, dtype_name, device):
         parts = [
             teacher.encode_query_tokens(query_ids[begin:end], query_attention[begin:end])
-            for begin, end in chunk_ranges(query_ids.shape[0], chunk_size)
+            for begin, end in chunk_ranges(num_local_queries, chunk_size)
         ]
     queries, query_mask = (torch.cat(part) for part in zip(*parts))
     del parts
     queries = queries.float()
+    if gather:
+        with _scoring(device):
+            queries = gather_padded(queries, dim=1, value=0.0)  # [B_global, Lq_max, dim], rank order
+            query_mask = gather_padded(query_mask, dim=1, value=False)
     budget = cached_maxsim_elements(chunk_size, queries.shape[1], passage_ids.shape[1])
     with _scoring(device):
         scores = queries.new_empty(queries.shape[0], passage_ids.shape[0])
@@ -306,6 +322,11 @@ def streamed_in_batch_teacher_scores(
         with _scoring(device):
             scores[:, begin:end] = teacher.maxsim(queries, query_mask, passages, passage_mask, chunk_elements=budget)
         del passages, passage_mask
+    if gather:
+        with _scoring(device):
+            columns = gather_passages(scores.T, num_local_queries)  # [N_global, B_global], global column order
+            own = slice(rank() * num_local_queries, (rank() + 1) * num_local_queries)
+            scores = columns[:, own].T
     return _as_target(scores)
 
 
@@ -362,14 +383,15 @@ def in_batch_teacher_scores(
 ) -> Tensor:
     """MaxSim of the local queries against every passage of the batch, global when `gather`: [B_local, N].
 
-    Other processes' passages arrive as token embeddings padded to the longest, in the column order of the student's
-    gathered matrix ([all ranks' positives, all ranks' negatives]; `tct_hf.losses.global_batch`). `chunk_size`
-    (cached gradients): without `gather` and precomputed `tokens`, passages are encoded and scored chunk by chunk
-    (`streamed_in_batch_teacher_scores`); with either, the token embeddings of the (gathered) batch are kept and
-    only the encoder and the MaxSim blocks are chunked.
+    Columns in the order of the student's gathered matrix ([all ranks' positives, all ranks' negatives];
+    `tct_hf.losses.global_batch`). Without `chunk_size`, other processes' passages arrive as token embeddings padded
+    to the longest. `chunk_size` (cached gradients) without precomputed `tokens`: passages encoded and scored chunk
+    by chunk against the (gathered) queries' token embeddings, only score columns crossing processes
+    (`streamed_in_batch_teacher_scores`); with precomputed `tokens`, they are kept and the (gathered) passages are
+    scored in ``chunk_size`` x ``chunk_size`` MaxSim blocks.
     """
-    if chunk_size is not None and tokens is None and not gather:
-        return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, dtype_name, passage_layout)
+    if chunk_size is not None and tokens is None:
+        return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, dtype_name, passage_layout, gather)
     q, q_mask, d, d_mask = (
         tokens
         if tokens is not None
