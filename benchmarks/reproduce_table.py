@@ -22,6 +22,10 @@ ROW_NAMES = {
     "pairwise": "(2) pairwise KD from the ColBERT teacher",
     "in_batch": "(3) in-batch KD = TCT",
     "tct_hn": "TCT HN (mined negatives)",
+    "st_in_batch_kd": "all-MiniLM-L6-v2, native pipeline + tct_hf.st.InBatchKDLoss (in-batch KD)",
+    "st_mnrl": "all-MiniLM-L6-v2, native pipeline + MultipleNegativesRankingLoss (no teacher)",
+    "st_distill_kl": "all-MiniLM-L6-v2, native pipeline + DistillKLDivLoss (pairwise teacher scores)",
+    "tct_in_batch": "TCT-convention student (TCTModel), in-batch KD",
     "tct_hn_plus": "TCT HN+ (BM25 + mined negatives)",
 }
 METRICS = ("nDCG@10", "RR@10", "R@100")
@@ -43,34 +47,28 @@ def metrics_table(result: dict[str, Any]) -> list[str]:
 
 def t_test_table(result: dict[str, Any]) -> list[str]:
     lines = [
-        "| TCT vs | Δ nDCG@10 (pooled) | t | p (pooled per query) | p (seed means) |",
+        "| comparison | Δ nDCG@10 (pooled) | t | p (pooled per query) | p (seed means) |",
         "|---|---:|---:|---:|---:|",
     ]
     for key, entry in result["t_tests_nDCG@10"].items():
-        other = key.removeprefix("in_batch_vs_")
+        tested, _, other = key.partition("_vs_")
         pooled = entry["pooled_per_query"]
         by_seed = entry.get("seed_means", {}).get("p")
         seed_cell = f"{by_seed:.3g}" if by_seed is not None else "n/a"
         lines.append(
-            f"| {ROW_NAMES.get(other, other)} | {pooled['mean_difference']:+.4f} | {pooled['t']:.2f} | "
+            f"| {tested} vs {other} | {pooled['mean_difference']:+.4f} | {pooled['t']:.2f} | "
             f"{pooled['p']:.3g} ({pooled['pairs']} pairs) | {seed_cell} |"
         )
     return lines
 
 
 def timing_table(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| seed | "
-        + " | ".join(["teacher", "none", "pairwise", "in_batch", "tct_hn", "tct_hn_plus"])
-        + " | seed total |"
-    ]
-    lines.append("|---:|" + "---:|" * 7)
+    """Steps x seconds per step of every trained variant a seed's ``timings`` holds (the study's own order)."""
+    variants = [key for key in result["per_seed"][0]["timings"] if key != "seed_total_seconds"]
+    lines = ["| seed | " + " | ".join(variants) + " | seed total |", "|---:|" + "---:|" * (len(variants) + 1)]
     for seed in result["per_seed"]:
         t = seed["timings"]
-        cells = [
-            f"{t[k]['steps']} × {t[k]['seconds_per_step']:.2f} s"
-            for k in ("teacher", "none", "pairwise", "in_batch", "tct_hn", "tct_hn_plus")
-        ]
+        cells = [f"{t[k]['steps']} × {t[k]['seconds_per_step']:.2f} s" for k in variants]
         lines.append(f"| {seed['seed']} | " + " | ".join(cells) + f" | {t['seed_total_seconds']:.0f} s |")
     return lines
 
