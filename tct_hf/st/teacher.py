@@ -5,8 +5,8 @@ student's token ids, which would lose casing, accents and whatever the student's
 of teacher are accepted:
 
 - a tct_hf `ColBERTModel` (our checkpoints, Stanford ColBERT, sentence-transformers multi-vector or PyLate
-  directories): tokenized by `tokenize_queries` / `tokenize_passages`, encoded by the trainer's own
-  `teacher_token_embeddings` (length buckets on the CPU, ``teacher_autocast_dtype`` autocast, float32 projection);
+  directories): tokenized by `tokenize_queries` / `tokenize_passages`, encoded and scored by the trainer's
+  own `in_batch_teacher_scores` (``teacher_autocast_dtype`` autocast, float32 projection, streamed under chunks);
 - a sentence-transformers `MultiVectorEncoder` (its ColBERT): encoded by its own `encode_query` /
   `encode_document` (its prompts, query expansion, skiplist and normalisation), scored by plain MaxSim (its
   ``similarity_fn_name`` must be ``"maxsim"``).
@@ -24,14 +24,13 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from ..losses import gather_passages
-from ..modeling_colbert import ColBERTModel, maxsim
+from ..modeling_colbert import ColBERTModel
 from ..training.teacher import (
     DTYPES,
     TeacherTokens,
-    cached_maxsim_elements,
     freeze,
-    streamed_in_batch_teacher_scores,
+    in_batch_teacher_scores,
+    in_batch_token_scores,
     teacher_autocast,
     teacher_token_embeddings,
 )
@@ -136,18 +135,13 @@ def teacher_scores(
     passages encoded and scored chunk by chunk, with ``gather`` against every process's queries, only score columns
     crossing processes (`streamed_in_batch_teacher_scores`).
     """
-    if chunk_size is not None and isinstance(teacher, ColBERTModel):
-        # Passages encoded and scored chunk by chunk: the teacher's memory does not grow with the batch.
+    if isinstance(teacher, ColBERTModel):
+        # The training path's own scoring: with chunk_size, passages encoded and scored chunk by chunk.
         if teacher.device != device:
             teacher.to(device)
         inputs = _colbert_inputs(teacher, queries, passages, device)
-        return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, teacher_autocast_dtype, gather=gather)
-    q, q_mask, d, d_mask = teacher_tokens(teacher, queries, passages, teacher_autocast_dtype, device, chunk_size)
-    # MaxSim in float32 even inside the student's mixed-precision autocast (a bf16 matmul would round the targets).
-    with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=False):
-        if gather:
-            d = gather_passages(d, len(queries), pad_dim=1, pad_value=0.0)
-            d_mask = gather_passages(d_mask, len(queries), pad_dim=1, pad_value=False)
-        budget = cached_maxsim_elements(chunk_size, q.shape[1], d.shape[1])
-        scores = maxsim(q, q_mask, d, d_mask, chunk_elements=budget)
-    return scores.clone()  # a normal tensor: autograd may use it as a target
+        return in_batch_teacher_scores(
+            teacher, inputs, gather=gather, dtype_name=teacher_autocast_dtype, chunk_size=chunk_size
+        )
+    tokens = teacher_tokens(teacher, queries, passages, teacher_autocast_dtype, device, chunk_size)
+    return in_batch_token_scores(tokens, gather=gather, chunk_size=chunk_size)

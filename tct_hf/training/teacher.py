@@ -40,7 +40,7 @@ from torch import Tensor
 
 from ..losses import chunk_ranges, gather_padded, gather_passages, rank
 from ..losses.columns import own_columns
-from ..modeling_colbert import MAXSIM_CHUNK_ELEMENTS, maxsim_pairwise
+from ..modeling_colbert import MAXSIM_CHUNK_ELEMENTS, maxsim, maxsim_pairwise
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PASSAGE_LAYOUTS = ("unpadded", "buckets", "padded")
@@ -392,20 +392,23 @@ def in_batch_teacher_scores(
     """
     if chunk_size is not None and tokens is None:
         return streamed_in_batch_teacher_scores(teacher, inputs, chunk_size, dtype_name, passage_layout, gather)
-    q, q_mask, d, d_mask = (
-        tokens
-        if tokens is not None
-        else teacher_token_embeddings(
-            teacher, inputs, dtype_name, chunk_size=chunk_size, passage_layout=passage_layout
-        )
-    )
+    if tokens is None:
+        tokens = teacher_token_embeddings(teacher, inputs, dtype_name, passage_layout=passage_layout)
+    return in_batch_token_scores(tokens, gather=gather, chunk_size=chunk_size, maxsim_fn=teacher.maxsim)
+
+
+def in_batch_token_scores(tokens: TeacherTokens, *, gather: bool, chunk_size: int | None = None, maxsim_fn=maxsim):
+    """MaxSim ``[B_local, N]`` of precomputed token embeddings: the local queries against the local passages, or
+    with `gather` against every process's passages (token embeddings padded to the longest, in the student's global
+    column order), in float32 (autocast off) and in blocks bounded by `cached_maxsim_elements`; a normal tensor
+    copy, usable as a target."""
+    q, q_mask, d, d_mask = tokens
     with _scoring(q.device):
         if gather:
-            b = q.shape[0]
-            d = gather_passages(d, b, pad_dim=1, pad_value=0.0)
-            d_mask = gather_passages(d_mask, b, pad_dim=1, pad_value=False)
+            d = gather_passages(d, q.shape[0], pad_dim=1, pad_value=0.0)
+            d_mask = gather_passages(d_mask, q.shape[0], pad_dim=1, pad_value=False)
         budget = cached_maxsim_elements(chunk_size, q.shape[1], d.shape[1])
-        scores = teacher.maxsim(q, q_mask, d, d_mask, chunk_elements=budget)
+        scores = maxsim_fn(q, q_mask, d, d_mask, chunk_elements=budget)
     return _as_target(scores)
 
 
