@@ -537,40 +537,16 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             with tempfile.TemporaryDirectory(prefix="tct-reproduce-pipeline-") as work_dir:
                 study = run_study(config, data, Path(work_dir))
-        result = {
-            "benchmark": "reproduce --pipeline",
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
-            "data": {"collection": "cranfield", "indexed_docs": len(data["docids"]),
-                     "train_queries": len(data["train_queries"]), "test_queries": len(data["test_queries"])},
-            "machine": {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "bf16": config.bf16,
-                        "load_average_at_end": os.getloadavg(), **provenance()},
-            **study,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-        }  # fmt: skip
-        if config.output is not None:
-            write_atomically(json.dumps(result, indent=1) + "\n", config.output)
-        logger.info("done in %.0f s", result["wall_seconds"])
-        return result
+        data_summary = {"train_queries": len(data["train_queries"]), "test_queries": len(data["test_queries"])}
+        return finish("reproduce --pipeline", config, data, data_summary, study, started)
 
     if config.st:  # in-batch KD for a native sentence-transformers student, instead of Table 2's comparisons
         from reproduce_st import run_study as run_st_study
 
         with tempfile.TemporaryDirectory(prefix="tct-reproduce-st-") as work_dir:
             study = run_st_study(config, data, work_dir)
-        result = {
-            "benchmark": "reproduce --st",
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
-            "data": {"collection": "cranfield", "indexed_docs": len(data["docids"]),
-                     "train_queries": list(data["train_queries"]), "test_queries": list(data["test_queries"])},
-            "machine": {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "bf16": config.bf16,
-                        "load_average_at_end": os.getloadavg(), **provenance()},
-            **study,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-        }  # fmt: skip
-        if config.output is not None:
-            write_atomically(json.dumps(result, indent=1) + "\n", config.output)
-        logger.info("done in %.0f s", result["wall_seconds"])
-        return result
+        data_summary = {"train_queries": list(data["train_queries"]), "test_queries": list(data["test_queries"])}
+        return finish("reproduce --st", config, data, data_summary, study, started)
 
     # 3. Seed-independent rows: BM25 and the zero-shot starting point.
     fixed = {"bm25": evaluate_bm25(data)}
@@ -590,16 +566,27 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     # 5. Statistics and output.
     everything = with_fixed_baselines(per_seed, fixed)
+    data_summary = {
+        "judged_docs_not_indexed": data["judged_docs_not_indexed"],
+        "train_queries": list(data["train_queries"]),
+        "test_queries": list(data["test_queries"]),
+    }
+    study = {
+        "fixed": fixed,
+        "per_seed": per_seed,
+        "summary": summarize(everything),
+        "t_tests_nDCG@10": paired_tests(everything),
+    }
+    return finish("reproduce", config, data, data_summary, study, started)
+
+
+def finish(benchmark: str, config, data, data_summary: dict, study: dict, started: float) -> dict[str, Any]:
+    """The result JSON every study shares (configuration, data, machine, the study's own keys, wall time), written
+    atomically to ``--output`` when given."""
     result = {
-        "benchmark": "reproduce",
+        "benchmark": benchmark,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
-        "data": {
-            "collection": "cranfield",
-            "indexed_docs": len(data["docids"]),
-            "judged_docs_not_indexed": data["judged_docs_not_indexed"],
-            "train_queries": list(data["train_queries"]),
-            "test_queries": list(data["test_queries"]),
-        },
+        "data": {"collection": "cranfield", "indexed_docs": len(data["docids"]), **data_summary},
         "machine": {
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
@@ -607,10 +594,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             "load_average_at_end": os.getloadavg(),
             **provenance(),
         },
-        "fixed": fixed,
-        "per_seed": per_seed,
-        "summary": summarize(everything),
-        "t_tests_nDCG@10": paired_tests(everything),
+        **study,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     if config.output is not None:
