@@ -13,14 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..losses import CachedSide, cached_loss
-from ..losses.global_batch import resolve_gather_across_devices
 from ..losses.gradient_cache import check_chunk_size
 from .in_batch_kd import InBatchKDLoss
-from .teacher import teacher_scores
 
 __all__ = ["CachedInBatchKDLoss"]
 
@@ -87,23 +84,10 @@ class CachedInBatchKDLoss(InBatchKDLoss):
         check_chunk_size("CachedInBatchKDLoss", mini_batch_size)
         self.mini_batch_size = mini_batch_size
 
-    def teacher_scores(self, queries: list[str], passages: list[str], device: torch.device | None = None) -> Tensor:
-        """As `InBatchKDLoss.teacher_scores`, the teacher encoding ``mini_batch_size`` texts per forward pass."""
-        device = self.device if device is None else device
-        gather = resolve_gather_across_devices(self.gather_across_devices)
-        return teacher_scores(
-            self.teacher,
-            queries,
-            passages,
-            gather=gather,
-            teacher_autocast_dtype=self.teacher_autocast_dtype,
-            device=device,
-            chunk_size=self.mini_batch_size,
-        )
-
     @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def teacher_chunk_size(self) -> int:
+        """The teacher encodes ``mini_batch_size`` texts per forward pass too."""
+        return self.mini_batch_size
 
     def column_side(self, features: dict[str, Any]) -> CachedSide:
         """One text column as a `CachedSide`: rows ``begin:end`` through the student (DDP-wrapped or not)."""

@@ -171,18 +171,25 @@ class InBatchKDLoss(nn.Module):
 
     # ------------------------------------------------------------------ the two score matrices
 
+    # Texts per teacher forward pass: None = the whole batch at once (`CachedInBatchKDLoss`: its mini_batch_size).
+    teacher_chunk_size: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The student's device (read from its parameters: the trainer may have wrapped the model, e.g. in DDP)."""
+        return next(self.model.parameters()).device
+
     def teacher_scores(self, queries: list[str], passages: list[str], device: torch.device | None = None) -> Tensor:
         """The teacher's MaxSim ``[B_local, N]`` of the local queries against the (gathered) passages, float32,
         no gradient. ``passages`` in the column order of `batch_texts`."""
-        device = self.model.device if device is None else device
-        gather = resolve_gather_across_devices(self.gather_across_devices)
         return teacher_scores(
             self.teacher,
             queries,
             passages,
-            gather=gather,
+            gather=resolve_gather_across_devices(self.gather_across_devices),
             teacher_autocast_dtype=self.teacher_autocast_dtype,
-            device=device,
+            device=self.device if device is None else device,
+            chunk_size=self.teacher_chunk_size,
         )
 
     @staticmethod
